@@ -1,0 +1,52 @@
+# fsnb: `make demo` sets everything up and runs the quickstart; `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.fsnb-installed
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# Never let a tool download a browser: tests use Debian's /usr/bin/chromium.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
+
+.PHONY: demo lab test test-py test-ts lint system-deps install bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+system-deps:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+demo: install
+	$(BIN)/python -m fsnb.demo notebooks/quickstart.ipynb
+
+lab: install
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+lint: install
+	$(BIN)/ruff check fsnb tests bench
+
+test-ts: install
+
+test-py: install system-deps
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+test: lint test-ts test-py
+
+bench: install
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -1,0 +1,241 @@
+"""Feature view definitions and feature references: plain data, no storage."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Any, Literal
+
+from fsnb.errors import InvalidDefinition
+
+_TTL_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(d|h|m|s|w)\s*$")
+_TTL_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+SyncMode = Literal["materialize", "stream"]
+
+
+def parse_ttl(ttl: timedelta | str | int | float | None) -> timedelta | None:
+    """Turn "30d"/"12h"/"90m"/"45s" (or seconds, or a timedelta) into a timedelta."""
+    if ttl is None or isinstance(ttl, timedelta):
+        if ttl is not None and ttl < timedelta(0):
+            msg = f"ttl must not be negative (got {ttl}); use None for no limit"
+            raise InvalidDefinition(msg)
+        return ttl
+    if isinstance(ttl, bool):
+        msg = "ttl must be a timedelta, a string like '30d', or None"
+        raise InvalidDefinition(msg)
+    if isinstance(ttl, int | float):
+        return parse_ttl(timedelta(seconds=ttl))
+    match = _TTL_RE.match(str(ttl))
+    if not match:
+        msg = f"cannot read ttl {ttl!r}; write it like '30d', '12h', '90m' or '45s'"
+        raise InvalidDefinition(msg)
+    amount, unit = match.groups()
+    return timedelta(**{_TTL_UNITS[unit]: float(amount)})
+
+
+def format_ttl(ttl: timedelta | None) -> str:
+    """The shortest of "30d"/"12h"/"90m"/"45s" that states ttl exactly."""
+    if ttl is None:
+        return "none"
+    seconds = ttl.total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def check_name(kind: str, name: str) -> str:
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        msg = f"{kind} name {name!r} is not valid; use letters, digits and '_' (not starting with a digit)"
+        raise InvalidDefinition(msg)
+    return name
+
+
+@dataclass(frozen=True)
+class FeatureView:
+    """A named set of features keyed by entity columns and stamped with an event time.
+
+    ``features`` is None (every other column of the data), a list of names, or a
+    mapping of name to DuckDB type (``{"login_count": "BIGINT"}``).
+    """
+
+    name: str
+    entities: Sequence[str] | str = ("entity_id",)
+    timestamp_field: str = "event_timestamp"
+    created_timestamp_field: str | None = None
+    ttl: timedelta | str | None = None
+    features: Sequence[str] | Mapping[str, str] | None = None
+    online: bool = True
+    sync: SyncMode = "materialize"
+    description: str = ""
+    tags: Mapping[str, str] | None = None
+    query: str | None = None
+    entity_types: Mapping[str, str] | None = field(default=None, compare=True)
+
+    def __post_init__(self) -> None:
+        check_name("feature view", self.name)
+        entities = [self.entities] if isinstance(self.entities, str) else list(self.entities)
+        if not entities:
+            msg = f"feature view '{self.name}' needs at least one entity column"
+            raise InvalidDefinition(msg)
+        if len(set(entities)) != len(entities):
+            msg = f"feature view '{self.name}' lists an entity column twice: {entities}"
+            raise InvalidDefinition(msg)
+        object.__setattr__(self, "entities", tuple(entities))
+        object.__setattr__(self, "ttl", parse_ttl(self.ttl))
+        if self.sync not in ("materialize", "stream"):
+            msg = f"sync must be 'materialize' or 'stream', not {self.sync!r}"
+            raise InvalidDefinition(msg)
+        features = self.features
+        if features is not None:
+            if isinstance(features, str):
+                features = [features]
+            if isinstance(features, Mapping):
+                feats: tuple[tuple[str, str | None], ...] = tuple(
+                    (str(k), str(v).upper()) for k, v in features.items()
+                )
+            else:
+                feats = tuple((str(f), None) for f in features)
+            names = [f for f, _ in feats]
+            if len(set(names)) != len(names):
+                msg = f"feature view '{self.name}' lists a feature twice: {names}"
+                raise InvalidDefinition(msg)
+            reserved = {*entities, self.timestamp_field, self.created_timestamp_field}
+            clash = [n for n in names if n in reserved]
+            if clash:
+                msg = f"'{clash[0]}' is a key or timestamp column of '{self.name}', not a feature; remove it from features"
+                raise InvalidDefinition(msg)
+            for n in names:
+                check_name("feature", n)
+            object.__setattr__(self, "features", feats)
+        tags = dict(self.tags or {})
+        object.__setattr__(self, "tags", tags)
+        if self.entity_types is not None:
+            object.__setattr__(self, "entity_types", dict(self.entity_types))
+
+    # -- derived -----------------------------------------------------------------
+    @property
+    def entity_columns(self) -> tuple[str, ...]:
+        return tuple(self.entities)
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(f for f, _ in (self.features or ()))  # type: ignore[misc]
+
+    @property
+    def feature_types(self) -> dict[str, str | None]:
+        return dict(self.features or ())  # type: ignore[arg-type]
+
+    @property
+    def schema_known(self) -> bool:
+        """True when every feature and key has a type (set at first ingest if not given)."""
+        return (
+            self.features is not None
+            and all(t is not None for _, t in self.features)  # type: ignore[misc]
+            and self.entity_types is not None
+        )
+
+    @property
+    def system_columns(self) -> tuple[str, ...]:
+        cols = [*self.entity_columns, self.timestamp_field]
+        if self.created_timestamp_field:
+            cols.append(self.created_timestamp_field)
+        return tuple(cols)
+
+    def with_schema(self, entity_types: Mapping[str, str], feature_types: Mapping[str, str]) -> FeatureView:
+        return replace(self, entity_types=dict(entity_types), features=dict(feature_types))
+
+    # -- persistence ---------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "entities": list(self.entity_columns),
+            "entity_types": dict(self.entity_types) if self.entity_types else None,
+            "timestamp_field": self.timestamp_field,
+            "created_timestamp_field": self.created_timestamp_field,
+            "ttl_seconds": self.ttl.total_seconds() if isinstance(self.ttl, timedelta) else None,
+            "features": [[n, t] for n, t in self.features] if self.features is not None else None,  # type: ignore[misc]
+            "online": bool(self.online),
+            "sync": self.sync,
+            "description": self.description,
+            "tags": dict(self.tags or {}),
+            "query": self.query,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureView:
+        feats = data.get("features")
+        ttl = data.get("ttl_seconds")
+        return cls(
+            name=data["name"],
+            entities=tuple(data["entities"]),
+            timestamp_field=data["timestamp_field"],
+            created_timestamp_field=data.get("created_timestamp_field"),
+            ttl=timedelta(seconds=ttl) if ttl is not None else None,
+            features=None if feats is None else _features_from_pairs(feats),
+            online=bool(data.get("online", True)),
+            sync=data.get("sync", "materialize"),
+            description=data.get("description", ""),
+            tags=data.get("tags") or {},
+            query=data.get("query"),
+            entity_types=data.get("entity_types"),
+        )
+
+    def definition_hash(self) -> str:
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        feats = ", ".join(self.feature_names) if self.features is not None else "(inferred)"
+        return (
+            f"FeatureView({self.name!r}, entities={list(self.entity_columns)}, "
+            f"timestamp={self.timestamp_field!r}, ttl={format_ttl(self.ttl)}, features=[{feats}])"  # type: ignore[arg-type]
+        )
+
+    def _repr_html_(self) -> str:
+        from fsnb.display import feature_view_html
+
+        return feature_view_html(self)
+
+
+def _features_from_pairs(pairs: Iterable[Sequence[Any]]) -> Any:
+    pairs = [tuple(p) for p in pairs]
+    if all(t is not None for _, t in pairs):
+        return {n: t for n, t in pairs}
+    return [n for n, _ in pairs]
+
+
+@dataclass(frozen=True)
+class FeatureRef:
+    """One ``view:feature`` reference (``feature`` may be ``*``)."""
+
+    view: str
+    feature: str
+
+    def __str__(self) -> str:
+        return f"{self.view}:{self.feature}"
+
+
+def parse_feature_refs(refs: str | Iterable[str]) -> list[FeatureRef]:
+    if isinstance(refs, str):
+        refs = [refs]
+    out: list[FeatureRef] = []
+    for ref in refs:
+        if not isinstance(ref, str) or ref.count(":") != 1:
+            msg = f"feature reference {ref!r} must look like 'view:feature' or 'view:*'"
+            raise InvalidDefinition(msg)
+        view, feature = (part.strip() for part in ref.split(":"))
+        if not view or not feature:
+            msg = f"feature reference {ref!r} must look like 'view:feature' or 'view:*'"
+            raise InvalidDefinition(msg)
+        out.append(FeatureRef(view, feature))
+    if not out:
+        msg = "no features requested; pass references like 'user_stats:login_count'"
+        raise InvalidDefinition(msg)
+    return out

@@ -1,0 +1,64 @@
+"""Exceptions raised by fsnb; each message is one line naming the problem and the fix."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class FsnbError(ValueError):
+    """Base class of every error fsnb raises on purpose."""
+
+
+class UnknownFeatureView(FsnbError, KeyError):
+    """A feature view name that the store does not know."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownFeature(FsnbError, KeyError):
+    """A feature name that the view does not have."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class SchemaMismatch(FsnbError):
+    """Data whose columns or types do not match the feature view."""
+
+
+class InvalidData(FsnbError):
+    """Data that cannot be stored: empty, nulls in keys or timestamps, wrong types."""
+
+
+class InvalidDefinition(FsnbError):
+    """A feature view definition that is inconsistent or malformed."""
+
+
+class QueryError(FsnbError):
+    """A DuckDB SQL error in user-supplied SQL (DuckDB's message is passed through)."""
+
+
+class StoreBusy(FsnbError):
+    """Another process held the store's offline database for longer than the wait allowed."""
+
+
+class StoreError(FsnbError):
+    """The store's files are unusable or a backend could not be reached."""
+
+
+class FingerprintMismatch(FsnbError):
+    """A rebuilt training set differs from the one recorded at export."""
+
+
+def closest(name: str, candidates: Iterable[str]) -> str:
+    """Return a "; did you mean 'x'?" hint, or "" when nothing is close."""
+    options = sorted(set(candidates))
+    match = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
+    if match:
+        return f"; did you mean '{match[0]}'?"
+    if options:
+        shown = ", ".join(options[:8]) + (", ..." if len(options) > 8 else "")
+        return f"; known: {shown}"
+    return ""

@@ -1,0 +1,248 @@
+"""The online store: each entity's latest feature vector per view, in SQLite (WAL).
+
+One table per view, keyed by the entity columns (WITHOUT ROWID), with the event
+time, created time and ingestion sequence of the stored value so that an upsert can
+refuse to replace a newer value with an older one (idempotent, order-independent).
+Values are plain SQLite values or JSON text: nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from fsnb import types
+from fsnb.definitions import FeatureView
+from fsnb.registry import connect_sqlite
+from fsnb.sqlnames import online_table, q, qlist
+
+TS, CREATED, SEQ = "_fsnb_ts", "_fsnb_created", "_fsnb_seq"
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MAX_VARS = 30000
+_us = timedelta(microseconds=1)
+
+
+def encode_sql(column: str, duck_type: str) -> str:
+    """DuckDB expression turning a column into the value SQLite will hold."""
+    fam = types.family(duck_type)
+    col = q(column)
+    if duck_type.upper() == "DATE":
+        return f"CAST({col} AS VARCHAR)"
+    if fam == "time":
+        return f"epoch_us(CAST({col} AS TIMESTAMPTZ))"
+    if fam in ("int", "string", "bool"):
+        return col
+    if fam == "float":
+        return f"CAST({col} AS DOUBLE)"
+    return f"CAST(to_json({col}) AS VARCHAR)"
+
+
+def decoder(duck_type: str) -> Callable[[Any], Any] | None:
+    """Python function turning a stored SQLite value back into the feature's value."""
+    fam = types.family(duck_type)
+    if duck_type.upper() == "DATE":
+        return lambda v: None if v is None else date.fromisoformat(v)
+    if fam == "time":
+        return lambda v: None if v is None else datetime.fromtimestamp(v / 1_000_000, timezone.utc)
+    if fam == "bool":
+        return lambda v: None if v is None else bool(v)
+    if fam in ("int", "string", "float"):
+        return None
+    return lambda v: None if v is None else json.loads(v)
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def to_us(value: datetime) -> int:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return (value - _EPOCH) // _us
+
+
+class OnlineStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.con = connect_sqlite(path)
+        self.con.execute(
+            "CREATE TABLE IF NOT EXISTS _fsnb_watermarks (name TEXT PRIMARY KEY, end_us INTEGER, seq INTEGER, updated_at REAL)"
+        )
+        self._columns: dict[str, list[str]] = {}
+
+    def close(self) -> None:
+        self.con.close()
+
+    # -- schema ---------------------------------------------------------------
+    def columns(self, name: str) -> list[str]:
+        cols = self._columns.get(name)
+        if cols is None:
+            cols = [r[1] for r in self.con.execute(f"PRAGMA table_info({online_table(name)})")]
+            if cols:
+                self._columns[name] = cols
+        return cols
+
+    def ensure_table(self, view: FeatureView) -> None:
+        table = online_table(view.name)
+        existing = self.columns(view.name)
+        if not existing:
+            keys = ", ".join(q(k) for k in view.entity_columns)
+            feats = "".join(f", {q(f)}" for f in view.feature_names)
+            self.con.execute(
+                f"CREATE TABLE IF NOT EXISTS {table} ({keys}, {TS} INTEGER NOT NULL, {CREATED} INTEGER NOT NULL, "
+                f"{SEQ} INTEGER NOT NULL{feats}, PRIMARY KEY ({keys})) WITHOUT ROWID"
+            )
+        else:
+            for f in view.feature_names:
+                if f not in existing:
+                    self.con.execute(f"ALTER TABLE {table} ADD COLUMN {q(f)}")
+        self._columns.pop(view.name, None)
+
+    def drop(self, name: str) -> None:
+        self.con.execute(f"DROP TABLE IF EXISTS {online_table(name)}")
+        self.con.execute("DELETE FROM _fsnb_watermarks WHERE name = ?", (name,))
+        self._columns.pop(name, None)
+
+    def is_empty(self, name: str) -> bool:
+        if not self.columns(name):
+            return True
+        return self.con.execute(f"SELECT 1 FROM {online_table(name)} LIMIT 1").fetchone() is None
+
+    # -- writes ---------------------------------------------------------------
+    def upsert_sql(self, view: FeatureView, *, fresh: bool = False) -> str:
+        """INSERT for rows (keys..., ts_us, created_us, seq, features...).
+
+        A stored value is replaced only by one at least as new: (event time, created
+        time, sequence) compared as a tuple, so replays and out-of-order writes are harmless.
+        """
+        table = online_table(view.name)
+        cols = [*view.entity_columns, TS, CREATED, SEQ, *view.feature_names]
+        marks = ", ".join("?" for _ in cols)
+        sql = f"INSERT INTO {table} ({qlist(cols)}) VALUES ({marks})"
+        if fresh:
+            return sql
+        sets = ", ".join(f"{q(c)} = excluded.{q(c)}" for c in cols[len(view.entity_columns):])
+        return (
+            f"{sql} ON CONFLICT ({qlist(view.entity_columns)}) DO UPDATE SET {sets} "
+            f"WHERE (excluded.{TS}, excluded.{CREATED}, excluded.{SEQ}) >= ({table}.{TS}, {table}.{CREATED}, {table}.{SEQ})"
+        )
+
+    def write_rows(self, view: FeatureView, rows: Iterable[Sequence[Any]], *, fresh: bool = False) -> None:
+        """Upsert rows inside the caller's transaction."""
+        self.con.executemany(self.upsert_sql(view, fresh=fresh), rows)
+
+    def begin(self) -> None:
+        self.con.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        self.con.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.con.in_transaction:
+            self.con.execute("ROLLBACK")
+
+    def watermark(self, name: str) -> tuple[int | None, int | None]:
+        row = self.con.execute("SELECT end_us, seq FROM _fsnb_watermarks WHERE name = ?", (name,)).fetchone()
+        return (row[0], row[1]) if row else (None, None)
+
+    def set_watermark(self, name: str, end_us: int | None, seq: int | None) -> None:
+        self.con.execute(
+            "INSERT INTO _fsnb_watermarks VALUES (?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+            "end_us = excluded.end_us, seq = excluded.seq, updated_at = excluded.updated_at",
+            (name, end_us, seq, time.time()),
+        )
+
+    def last_update(self, name: str) -> float | None:
+        row = self.con.execute("SELECT updated_at FROM _fsnb_watermarks WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
+
+    def count(self, name: str) -> int:
+        if not self.columns(name):
+            return 0
+        return int(self.con.execute(f"SELECT count(*) FROM {online_table(name)}").fetchone()[0])
+
+    def dump(self, view: FeatureView) -> list[tuple[Any, ...]]:
+        """Every stored row as (keys..., ts_us, features...) (for checks and tests)."""
+        if not self.columns(view.name):
+            return []
+        cols = [*view.entity_columns, TS, *view.feature_names]
+        return self.con.execute(f"SELECT {qlist(cols)} FROM {online_table(view.name)}").fetchall()
+
+
+@dataclass
+class ViewReader:
+    """Reads one view's features for many entities; built once per feature list."""
+
+    view: FeatureView
+    features: list[str]
+    output_names: list[str]
+    decoders: list[Callable[[Any], Any] | None]
+    ttl_us: int | None
+    single_sql: str
+    table: str
+    exists: bool
+
+    def read(self, con: sqlite3.Connection, keys: list[tuple[Any, ...]], now: int) -> list[tuple[Any, ...] | None]:
+        """One tuple of feature values per key (None when absent or expired)."""
+        if not self.exists:
+            return [None] * len(keys)
+        if len(keys) == 1:
+            row = con.execute(self.single_sql, keys[0]).fetchone()
+            return [self._finish(row, now)]
+        nkeys = len(self.view.entity_columns)
+        found: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        unique = list(dict.fromkeys(keys))
+        step = max(1, _MAX_VARS // nkeys)
+        cols = qlist([*self.view.entity_columns, TS, *self.features])
+        for i in range(0, len(unique), step):
+            chunk = unique[i : i + step]
+            if nkeys == 1:
+                marks = ", ".join("?" for _ in chunk)
+                sql = f"SELECT {cols} FROM {self.table} WHERE {q(self.view.entity_columns[0])} IN ({marks})"
+                params: list[Any] = [k[0] for k in chunk]
+            else:
+                one = "(" + ", ".join("?" for _ in range(nkeys)) + ")"
+                marks = ", ".join(one for _ in chunk)
+                sql = (
+                    f"SELECT {cols} FROM {self.table} WHERE ({qlist(self.view.entity_columns)}) IN (VALUES {marks})"
+                )
+                params = [v for k in chunk for v in k]
+            for row in con.execute(sql, params):
+                found[tuple(row[:nkeys])] = row[nkeys:]
+        return [self._finish(found.get(k), now) for k in keys]
+
+    def _finish(self, row: tuple[Any, ...] | None, now: int) -> tuple[Any, ...] | None:
+        if row is None:
+            return None
+        if self.ttl_us is not None and row[0] < now - self.ttl_us:
+            return None
+        values = row[1:]
+        if any(self.decoders):
+            values = tuple(d(v) if d else v for d, v in zip(self.decoders, values, strict=True))
+        return values
+
+
+def make_reader(
+    store: OnlineStore, view: FeatureView, features: list[str], output_names: list[str]
+) -> ViewReader:
+    table = online_table(view.name)
+    feature_types = view.feature_types
+    where = " AND ".join(f"{q(k)} = ?" for k in view.entity_columns)
+    cols = qlist([TS, *features])
+    ttl = view.ttl
+    return ViewReader(
+        view=view,
+        features=features,
+        output_names=output_names,
+        decoders=[decoder(feature_types.get(f) or "VARCHAR") for f in features],
+        ttl_us=None if ttl is None else int(ttl.total_seconds() * 1_000_000),  # type: ignore[union-attr]
+        single_sql=f"SELECT {cols} FROM {table} WHERE {where}",
+        table=table,
+        exists=bool(store.columns(view.name)) and all(f in store.columns(view.name) for f in features),
+    )

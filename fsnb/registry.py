@@ -1,0 +1,207 @@
+"""The registry: feature view definitions (all versions), data statistics,
+training-set records and small facts such as consumer offsets, in one SQLite file in WAL mode.
+
+SQLite rather than DuckDB so that any process (a kernel, the CLI, the JupyterLab
+server extension) can read it while another one holds the offline database.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fsnb.definitions import FeatureView
+from fsnb.errors import UnknownFeatureView, closest
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS views (
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    definition TEXT NOT NULL,
+    definition_hash TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (name, version)
+);
+CREATE TABLE IF NOT EXISTS view_stats (
+    name TEXT PRIMARY KEY,
+    stats TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS training_sets (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS kv (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class ViewVersion:
+    view: FeatureView
+    version: int
+    created_at: float
+
+
+def connect_sqlite(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """A SQLite connection in WAL mode that waits (not fails) on a concurrent writer."""
+    if readonly:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=False)
+    else:
+        con = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")
+    con.execute("PRAGMA busy_timeout=30000")
+    return con
+
+
+class Registry:
+    """Definitions and metadata of one store."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._con = connect_sqlite(path)
+        self._con.executescript(_SCHEMA)
+        self._cache_version = -1
+        self._cache: dict[str, ViewVersion] = {}
+
+    def close(self) -> None:
+        self._con.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self._con.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._con
+        except BaseException:
+            self._con.execute("ROLLBACK")
+            raise
+        self._con.execute("COMMIT")
+
+    # -- definitions ------------------------------------------------------------
+    def _refresh(self) -> None:
+        # data_version changes when another connection commits: cheap staleness check.
+        version = self._con.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._cache_version and self._cache:
+            return
+        rows = self._con.execute(
+            "SELECT name, version, definition, created_at FROM views v "
+            "WHERE version = (SELECT max(version) FROM views w WHERE w.name = v.name)"
+        ).fetchall()
+        self._cache = {
+            name: ViewVersion(FeatureView.from_dict(json.loads(d)), ver, ts) for name, ver, d, ts in rows
+        }
+        self._cache_version = version
+
+    def names(self) -> list[str]:
+        self._refresh()
+        return sorted(self._cache)
+
+    def latest(self, name: str) -> ViewVersion:
+        self._refresh()
+        try:
+            return self._cache[name]
+        except KeyError:
+            msg = f"no feature view '{name}'{closest(name, self._cache)}"
+            raise UnknownFeatureView(msg) from None
+
+    def has(self, name: str) -> bool:
+        self._refresh()
+        return name in self._cache
+
+    def versions(self, name: str) -> list[ViewVersion]:
+        rows = self._con.execute(
+            "SELECT version, definition, created_at FROM views WHERE name = ? ORDER BY version", (name,)
+        ).fetchall()
+        if not rows:
+            self.latest(name)  # raises with a suggestion
+        return [ViewVersion(FeatureView.from_dict(json.loads(d)), v, ts) for v, d, ts in rows]
+
+    def put(self, view: FeatureView, *, in_place_version: int | None = None) -> int:
+        """Store view as a new version (or overwrite in_place_version); return its version."""
+        definition = json.dumps(view.to_dict(), sort_keys=True)
+        with self.transaction() as con:
+            if in_place_version is not None:
+                con.execute(
+                    "UPDATE views SET definition = ?, definition_hash = ? WHERE name = ? AND version = ?",
+                    (definition, view.definition_hash(), view.name, in_place_version),
+                )
+                version = in_place_version
+            else:
+                (current,) = con.execute(
+                    "SELECT coalesce(max(version), 0) FROM views WHERE name = ?", (view.name,)
+                ).fetchone()
+                version = current + 1
+                con.execute(
+                    "INSERT INTO views VALUES (?, ?, ?, ?, ?)",
+                    (view.name, version, definition, view.definition_hash(), time.time()),
+                )
+        self._cache_version = -1
+        return int(version)
+
+    def delete_version(self, name: str, version: int) -> None:
+        with self.transaction() as con:
+            con.execute("DELETE FROM views WHERE name = ? AND version = ?", (name, version))
+        self._cache_version = -1
+
+    def delete_view(self, name: str) -> None:
+        with self.transaction() as con:
+            for table in ("views", "view_stats"):
+                con.execute(f"DELETE FROM {table} WHERE name = ?", (name,))
+        self._cache_version = -1
+
+    # -- statistics and watermarks ---------------------------------------------
+    def set_stats(self, name: str, stats: dict[str, Any]) -> None:
+        self._con.execute(
+            "INSERT INTO view_stats VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+            "stats = excluded.stats, updated_at = excluded.updated_at",
+            (name, json.dumps(stats, default=str), time.time()),
+        )
+
+    def stats(self, name: str) -> dict[str, Any]:
+        row = self._con.execute("SELECT stats FROM view_stats WHERE name = ?", (name,)).fetchone()
+        return json.loads(row[0]) if row else {}
+
+    # -- training sets ------------------------------------------------------------
+    def record_training_set(self, name: str, fingerprint: str, detail: dict[str, Any]) -> None:
+        self._con.execute(
+            "INSERT INTO training_sets (name, fingerprint, detail, created_at) VALUES (?, ?, ?, ?)",
+            (name, fingerprint, json.dumps(detail, default=str), time.time()),
+        )
+
+    def training_sets(self) -> list[dict[str, Any]]:
+        rows = self._con.execute(
+            "SELECT name, fingerprint, detail, created_at FROM training_sets t "
+            "WHERE id = (SELECT max(id) FROM training_sets u WHERE u.name = t.name) ORDER BY name"
+        ).fetchall()
+        return [
+            {"name": n, "fingerprint": f, "created_at": ts, **json.loads(d)} for n, f, d, ts in rows
+        ]
+
+    # -- small key/value facts (consumer offsets, settings) -----------------------
+    def get(self, key: str, default: Any = None) -> Any:
+        row = self._con.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def set(self, key: str, value: Any) -> None:
+        self._con.execute(
+            "INSERT INTO kv VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, json.dumps(value)),
+        )
+
+    def data_version(self) -> int:
+        """Changes whenever any connection (this process or another) commits."""
+        own = self._con.total_changes
+        other = self._con.execute("PRAGMA data_version").fetchone()[0]
+        return int(own) * 1_000_003 + int(other)

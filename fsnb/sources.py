@@ -1,0 +1,153 @@
+"""Turn whatever a user hands fsnb (DataFrames, Arrow, files, SQL) into one Arrow table."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from fsnb.errors import InvalidData, QueryError
+
+_FILE_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv", ".csv.gz", ".json", ".jsonl", ".ndjson")
+
+
+def looks_like_path(text: str) -> bool:
+    stripped = text.strip()
+    if "\n" in stripped or (" " in stripped and not os.path.exists(stripped)):
+        return False
+    return stripped.lower().endswith(_FILE_SUFFIXES) or os.path.isfile(stripped)
+
+
+def _read_file(path: str) -> pa.Table:
+    p = Path(path).expanduser()
+    if not p.exists():
+        msg = f"file not found: {path}; check the path (relative paths start at {os.getcwd()})"
+        raise InvalidData(msg)
+    lower = p.name.lower()
+    con = duckdb.connect()
+    try:
+        if lower.endswith((".parquet", ".pq")):
+            rel = con.read_parquet(str(p))
+        elif lower.endswith((".json", ".jsonl", ".ndjson")):
+            rel = con.read_json(str(p))
+        else:
+            rel = con.read_csv(str(p))
+        return rel.to_arrow_table()
+    except duckdb.Error as exc:
+        msg = f"cannot read {path}: {_one_line(exc)}"
+        raise InvalidData(msg) from None
+    finally:
+        con.close()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return " ".join(lines[:3]) if lines else type(exc).__name__
+
+
+def run_sql(sql: str, namespace: Mapping[str, Any] | None = None) -> pa.Table:
+    """Run DuckDB SQL in a private in-memory database, seeing the DataFrames in namespace."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    try:
+        for name, value in (namespace or {}).items():
+            table = _tabular_or_none(value)
+            if table is not None and name.isidentifier():
+                con.register(name, table)
+        try:
+            rel = con.sql(sql)
+        except duckdb.Error as exc:
+            raise QueryError(f"DuckDB: {_one_line(exc)}") from None
+        if rel is None:
+            msg = "the SQL ran but returned no rows; a feature view needs a SELECT"
+            raise QueryError(msg)
+        try:
+            return rel.to_arrow_table()
+        except duckdb.Error as exc:
+            raise QueryError(f"DuckDB: {_one_line(exc)}") from None
+    finally:
+        con.close()
+
+
+def _tabular_or_none(value: Any) -> Any:
+    """Return an object DuckDB can scan (Arrow/polars/pandas), or None."""
+    module = type(value).__module__.split(".")[0]
+    if isinstance(value, pa.Table | pa.RecordBatch):
+        return value
+    if module == "polars" and type(value).__name__ == "DataFrame":
+        return value.to_arrow()
+    if module == "polars" and type(value).__name__ == "LazyFrame":
+        return value.collect().to_arrow()
+    if module == "pandas" and type(value).__name__ == "DataFrame":
+        return value
+    return None
+
+
+def to_arrow(data: Any, namespace: Mapping[str, Any] | None = None) -> pa.Table:
+    """Normalize data: polars/pandas DataFrame, Arrow table, file path, or DuckDB SQL."""
+    if data is None:
+        msg = "no data given; pass a DataFrame, an Arrow table, a Parquet/CSV path or a DuckDB SQL string"
+        raise InvalidData(msg)
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    if isinstance(data, os.PathLike):
+        return _read_file(os.fspath(data))
+    if isinstance(data, str):
+        if looks_like_path(data):
+            return _read_file(data)
+        return run_sql(data, namespace)
+    module = type(data).__module__.split(".")[0]
+    if module == "polars":
+        if type(data).__name__ == "LazyFrame":
+            data = data.collect()
+        return data.to_arrow()
+    if module == "pandas" and type(data).__name__ == "DataFrame":
+        return _pandas_to_arrow(data)
+    if isinstance(data, (Mapping, list)):
+        import polars as pl
+
+        return pl.DataFrame(data).to_arrow()
+    msg = f"cannot use a {type(data).__name__} as data; pass a DataFrame, an Arrow table, a file path or SQL"
+    raise InvalidData(msg)
+
+
+def _pandas_to_arrow(frame: Any) -> pa.Table:
+    import pandas as pd
+
+    frame = frame.copy(deep=False)
+    for col in frame.columns:
+        s = frame[col]
+        if s.dtype == object and len(s) and _is_datetime_objects(s):
+            # Mixed naive/aware datetimes: naive means UTC, aware is converted to UTC.
+            frame[col] = pd.to_datetime(
+                [_as_utc(v) for v in s], utc=True
+            )
+    try:
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        msg = f"cannot convert the pandas DataFrame: {exc}"
+        raise InvalidData(msg) from None
+
+
+def _is_datetime_objects(series: Any) -> bool:
+    from datetime import datetime
+
+    sample = series.dropna().head(50)
+    return len(sample) > 0 and all(isinstance(v, datetime) for v in sample)
+
+
+def _as_utc(value: Any) -> Any:
+    from datetime import datetime, timezone
+
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+    return value
