@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
+import types
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-_VERSION = b"fsnb-fingerprint-1"
+_VERSION = b"fsnb-fingerprint-2"
 
 
 def _frame(df: Any) -> pl.DataFrame:
@@ -33,14 +35,15 @@ def _column_bytes(s: pl.Series) -> list[bytes]:
     dtype = s.dtype
     nulls = s.is_null().to_numpy()
     parts = [np.packbits(nulls.astype(np.uint8), bitorder="little").tobytes()]
-    if isinstance(dtype, pl.Datetime):
-        tz = dtype.time_zone
-        s = s.dt.convert_time_zone("UTC") if tz else s
-        s = s.dt.cast_time_unit("us").dt.epoch("us")
-    elif isinstance(dtype, pl.Date | pl.Duration | pl.Time):
+    if isinstance(dtype, pl.Datetime | pl.Date | pl.Duration | pl.Time):
+        # The physical integer is the UTC instant in the dtype's own unit (which the
+        # dtype name records), so nanoseconds survive and time zones do not matter.
         s = s.to_physical()
     elif dtype == pl.Boolean:
         s = s.cast(pl.UInt8)
+    elif isinstance(dtype, pl.Decimal):
+        # Exact digits: a Decimal's numpy form is a float (or objects), which loses them.
+        s = s.cast(pl.String)
     elif isinstance(dtype, pl.Categorical | pl.Enum):
         s = s.cast(pl.String)
     if s.dtype.is_numeric():
@@ -52,10 +55,10 @@ def _column_bytes(s: pl.Series) -> list[bytes]:
             values = values.astype("<i8") if values.dtype.kind == "i" else values.astype("<u8")
         parts.append(values.tobytes())
     elif s.dtype == pl.String:
-        encoded = s.fill_null("").to_list()
-        lengths = np.fromiter((len(v.encode()) for v in encoded), dtype="<u8", count=len(encoded))
+        filled = s.fill_null("")
+        lengths = filled.str.len_bytes().cast(pl.UInt64).to_numpy().astype("<u8")
         parts.append(lengths.tobytes())
-        parts.append("".join(encoded).encode())
+        parts.append("".join(filled.to_list()).encode())
     else:
         parts.append(
             "\n".join(json.dumps(v, sort_keys=True, default=str) for v in s.to_list()).encode()
@@ -80,3 +83,14 @@ def _dtype_name(dtype: Any) -> str:
     if isinstance(dtype, pl.Datetime):
         return f"Datetime({dtype.time_unit},{'UTC' if dtype.time_zone else None})"
     return str(dtype)
+
+
+class _CallableModule(types.ModuleType):
+    """Importing ``fsnb.fingerprint`` binds the package attribute to this module, not to
+    the function; a callable module keeps the documented ``fsnb.fingerprint(df)`` working."""
+
+    def __call__(self, df: Any) -> str:
+        return fingerprint(df)
+
+
+sys.modules[__name__].__class__ = _CallableModule
