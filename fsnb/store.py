@@ -333,6 +333,23 @@ class FeatureStore:
                 con.unregister(LABELS)
         return _to_polars(result)
 
+    def explain_leakage(
+        self,
+        entity_df: Any,
+        features: str | Sequence[str],
+        *,
+        timestamp_field: str = "event_timestamp",
+        label: str | None = None,
+    ) -> Any:
+        """Compare the point-in-time join with a naive latest-record join, row by row.
+
+        Returns a ``fsnb.leakage.LeakageReport``; ``label`` (default: the labels'
+        only non-key, non-time column) is used to measure metric inflation.
+        """
+        from fsnb.leakage import explain_leakage
+
+        return explain_leakage(self, entity_df, features, timestamp_field=timestamp_field, label=label)
+
     # -- online retrieval -------------------------------------------------------------
     def get_online_features(
         self, features: str | Sequence[str], entity_rows: Sequence[Mapping[str, Any]] | Mapping[str, Any]
