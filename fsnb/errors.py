@@ -56,6 +56,10 @@ def closest(name: str, candidates: Iterable[str]) -> str:
     """Return a "; did you mean 'x'?" hint, or "" when nothing is close."""
     options = sorted(set(candidates))
     match = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
+    if not match:
+        # "logins" -> "login_count": a shared prefix reads as a typo too.
+        stem = name.lower().rstrip("s")
+        match = [o for o in options if len(stem) >= 3 and (o.lower().startswith(stem) or stem in o.lower())][:1]
     if match:
         return f"; did you mean '{match[0]}'?"
     if options:

@@ -172,7 +172,7 @@ class OfflineStore:
                 con.execute(
                     f"CREATE OR REPLACE TEMP TABLE __fsnb_new AS "
                     f"SELECT {casts}, __fsnb_idx FROM __fsnb_batch "
-                    f"QUALIFY row_number() OVER (PARTITION BY {qlist(user_cols)} ORDER BY __fsnb_idx DESC) = 1"
+                    f"QUALIFY row_number() OVER (PARTITION BY {qlist(user_cols)} ORDER BY __fsnb_idx) = 1"
                 )
                 same = " AND ".join(f"e.{q(c)} IS NOT DISTINCT FROM n.{q(c)}" for c in user_cols)
                 if replace:

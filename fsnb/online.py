@@ -88,6 +88,9 @@ class OnlineStore:
                 self._columns[name] = cols
         return cols
 
+    def forget_columns(self) -> None:
+        self._columns.clear()
+
     def ensure_table(self, view: FeatureView) -> None:
         table = online_table(view.name)
         existing = self.columns(view.name)

@@ -4,6 +4,7 @@ lives in offline.py / pit.py / online.py / materialize.py."""
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -360,7 +361,10 @@ class FeatureStore:
         cache_key = (features,) if isinstance(features, str) else tuple(features)
         data_version = self.registry.data_version()
         cached = self._readers.get(cache_key)
-        if cached is None or cached[0] != data_version:
+        # A reader built before its online table existed (materialized later, maybe by
+        # another process) is rebuilt; that costs one PRAGMA per call until it exists.
+        if cached is None or cached[0] != data_version or not all(r.exists for r in cached[1]):
+            self.online.forget_columns()
             cached = (data_version, *self._build_readers(cache_key))
             self._readers[cache_key] = cached
         _, readers, entity_columns = cached
@@ -378,7 +382,14 @@ class FeatureStore:
                 keys = [(v,) for v in out[reader.view.entity_columns[0]]]
             else:
                 keys = list(zip(*(out[k] for k in reader.view.entity_columns), strict=True))
-            rows = reader.read(con, keys, now)
+            try:
+                rows = reader.read(con, keys, now)
+            except sqlite3.OperationalError:
+                # The table was dropped or altered by another process: rebuild once.
+                self._readers.pop(cache_key, None)
+                self.online.forget_columns()
+                reader = make_reader(self.online, reader.view, reader.features, reader.output_names)
+                rows = reader.read(con, keys, now)
             for j, name in enumerate(reader.output_names):
                 out[name] = [None if r is None else r[j] for r in rows]
         return out
