@@ -140,12 +140,17 @@ class FeatureStore:
             raise InvalidDefinition(msg)
         current = self.registry.latest(view.name) if self.registry.has(view.name) else None
         table = to_arrow(data, namespace) if data is not None else None
-        candidate = _inherit_schema(view, current.view if current else None)
+        candidate = _inherit_schema(view, current.view if current else None, has_data=table is not None)
         batch = None
         if table is not None:
             with self.offline.connect() as con:
                 batch = check_batch(con, candidate, table)
             candidate = batch.view
+            if current is not None and view.features is None:
+                # Features inferred from the data keep the types already stored.
+                stored = current.view.feature_types
+                merged = {f: stored.get(f) or t for f, t in candidate.feature_types.items()}
+                candidate = candidate.with_schema(candidate.entity_types or {}, merged)  # type: ignore[arg-type]
         if current is not None:
             _check_compatible(current.view, candidate, has_data=bool(self.registry.stats(view.name).get("rows")))
         changes = _diff(current.view, candidate) if current else []
@@ -445,13 +450,19 @@ class FeatureStore:
         return result
 
 
-def _inherit_schema(view: FeatureView, current: FeatureView | None) -> FeatureView:
-    """Fill what the user left out (key and feature types, feature list) from the current version."""
+def _inherit_schema(view: FeatureView, current: FeatureView | None, *, has_data: bool) -> FeatureView:
+    """Fill what the user left out (key and feature types, feature list) from the current version.
+
+    Without a feature list, data defines the features (a new column is a new feature);
+    without data either, the current version's features carry over.
+    """
     if current is None:
         return view
     same_keys = view.entity_columns == current.entity_columns
     entity_types = view.entity_types or (current.entity_types if same_keys else None)
-    if view.features is None:
+    if view.features is None and has_data:
+        features = None
+    elif view.features is None:
         features = current.feature_types if current.features is not None else None
     else:
         known = current.feature_types
