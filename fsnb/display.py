@@ -10,7 +10,7 @@ import html
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -55,6 +55,10 @@ def fmt(value: Any) -> str:
         return text + (" UTC" if value.tzinfo is not None else "")
     if isinstance(value, date):
         return value.isoformat()
+    if isinstance(value, timedelta):
+        from fsnb.definitions import format_ttl
+
+        return format_ttl(value)
     return str(value)
 
 
@@ -80,6 +84,10 @@ def percent(rate: float) -> str:
     if rate < 0.001:
         return "<0.1%"
     return f"{rate * 100:.1f}%"
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def ttl_text(view: FeatureView) -> str:
@@ -209,7 +217,7 @@ def registration_html(reg: Registration, sample: Any = None) -> str:
 
 def registration_text(reg: Registration) -> str:
     view = reg.view
-    status = "new version" if reg.new_version else "unchanged"
+    status = "unchanged" if not reg.new_version else ("created" if reg.version == 1 else "new version")
     lines = [
         f"feature view {view.name} v{reg.version} ({status}): {reg.stats.get('rows', 0):,} rows, "
         f"{reg.stats.get('entities', 0):,} entities, {time_range(reg.stats)}, TTL {ttl_text(view)}, "
@@ -455,7 +463,7 @@ class TrainingSetSummary:
         for q in self.features:
             row: list[Any] = [q.name, percent(q.null_rate)]
             if self.has_leakage:
-                leaks = "-" if q.leaky_rows is None else f"{q.leaky_rows:,} rows ({percent(q.leak_rate or 0.0)})"
+                leaks = "-" if q.leaky_rows is None else f"{plural(q.leaky_rows, 'row')} ({percent(q.leak_rate or 0.0)})"
                 row += [leaks, q.max_horizon]
             rows.append(tuple(row))
         return rows
@@ -466,7 +474,7 @@ class TrainingSetSummary:
         if self.has_leakage:
             worst = max(self.features, key=lambda q: q.leaky_rows or 0)
             if worst.leaky_rows:
-                text += f"; a naive latest-record join would have leaked {worst.leaky_rows:,} rows of {worst.name}"
+                text += f"; a naive latest-record join would have leaked {plural(worst.leaky_rows, 'row')} of {worst.name}"
             else:
                 text += "; a naive join would have leaked nothing here"
         return text

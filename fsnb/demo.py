@@ -1,0 +1,109 @@
+"""Run a notebook headless with a real kernel and print what it found: ``python -m fsnb.demo NB``.
+
+``make demo`` runs the quickstart this way. Each run uses a fresh store (a temporary
+directory, or ``--store``) so the story is the same every time; the notebook file
+itself is left untouched unless ``--output`` asks for the executed copy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+MAX_LINES = 14
+
+
+def run_notebook(path: str | os.PathLike[str], store: str | os.PathLike[str], *, timeout: int = 600) -> Any:
+    """Execute every cell of the notebook in a fresh python3 kernel; return the executed notebook.
+
+    The kernel starts in the notebook's folder with $FSNB_STORE set to store. Raises
+    nbclient's CellExecutionError on the first failing cell.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+
+    path = Path(path).resolve()
+    nb = nbformat.read(path, as_version=4)
+    env = {**os.environ, "FSNB_STORE": str(Path(store).resolve())}
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    client.execute(env=env)
+    return nb
+
+
+def cell_text(cell: Any) -> list[str]:
+    """The plain-text lines a cell showed (printed text and text/plain results)."""
+    lines: list[str] = []
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "stream":
+            lines.extend(str(out.get("text", "")).rstrip("\n").splitlines())
+        elif out.get("output_type") in ("execute_result", "display_data"):
+            text = out.get("data", {}).get("text/plain")
+            if text:
+                lines.extend(str(text).splitlines())
+    return lines
+
+
+def transcript(nb: Any) -> str:
+    """A console transcript: each code cell's first line and what it showed."""
+    parts = []
+    for cell in nb.cells:
+        if cell.cell_type != "code" or not cell.source.strip():
+            continue
+        first = cell.source.strip().splitlines()[0]
+        parts.append(f"In [{cell.get('execution_count') or ' '}]: {first}")
+        shown = cell_text(cell)
+        if len(shown) > MAX_LINES:
+            shown = [*shown[:MAX_LINES], f"... ({len(shown) - MAX_LINES} more lines)"]
+        parts.extend(f"    {line}" for line in shown)
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fsnb.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("notebook", nargs="?", default="notebooks/quickstart.ipynb")
+    parser.add_argument("--store", help="store directory (default: a fresh temporary one)")
+    parser.add_argument("--output", help="also write the executed notebook here")
+    parser.add_argument("--quiet", action="store_true", help="print only the result line")
+    args = parser.parse_args(argv)
+
+    from nbclient.exceptions import CellExecutionError
+
+    notebook = Path(args.notebook)
+    if not notebook.is_file():
+        print(f"fsnb demo: no notebook at {notebook}; pass the path of an .ipynb file", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="fsnb-demo-") as tmp:
+        store = args.store or os.path.join(tmp, "store")
+        print(f"fsnb demo: running {notebook} in a fresh kernel (store: {store})", flush=True)
+        started = time.perf_counter()
+        try:
+            nb = run_notebook(notebook, store)
+        except CellExecutionError as exc:
+            lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+            print(f"fsnb demo: {notebook} FAILED", file=sys.stderr)
+            print("\n".join(lines[-12:]), file=sys.stderr)
+            return 1
+        elapsed = time.perf_counter() - started
+    if args.output:
+        import nbformat
+
+        nbformat.write(nb, args.output)
+    if not args.quiet:
+        print(transcript(nb))
+    cells = sum(1 for c in nb.cells if c.cell_type == "code")
+    print(f"fsnb demo: {notebook} ran {cells} code cells with no errors in {elapsed:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

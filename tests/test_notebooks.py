@@ -1,0 +1,58 @@
+"""Every notebook in notebooks/ runs end to end in a real kernel; `make demo` prints what it found."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from fsnb import demo
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+pytestmark = [pytest.mark.notebook, pytest.mark.slow]
+
+
+def test_the_quickstart_exists() -> None:
+    assert any(p.name == "quickstart.ipynb" for p in NOTEBOOKS)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_without_errors(path: Path, tmp_path: Path) -> None:
+    before = path.read_bytes()
+    nb = demo.run_notebook(path, tmp_path / "store")  # raises CellExecutionError on any failing cell
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert errors == []
+    assert all(c.get("execution_count") for c in nb.cells if c.cell_type == "code" and c.source.strip())
+    assert path.read_bytes() == before  # running a notebook never rewrites it
+    assert (tmp_path / "store" / "registry.sqlite").exists()  # it used the store it was given
+
+
+def test_make_demo_runs_the_quickstart_and_prints_the_story(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    executed = tmp_path / "out.ipynb"
+    code = demo.main([str(NOTEBOOKS[0].parent / "quickstart.ipynb"), "--store", str(tmp_path / "s"), "--output", str(executed)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"fsnb: store at {tmp_path / 's'} (0 feature views)" in out
+    assert "point-in-time login_count = 2, naive join = 9" in out
+    assert "online after %materialize: 9" in out
+    assert "with no errors" in out.splitlines()[-1]
+    nb = nbformat.read(executed, as_version=4)
+    html = [o["data"]["text/html"] for c in nb.cells for o in c.get("outputs", []) if "text/html" in o.get("data", {})]
+    assert any("Training set" in h and "33.3%" in h for h in html)  # the rich summary was displayed
+    assert any("Feature view <code>user_stats</code>" in h for h in html)
+
+
+def test_demo_reports_a_failing_notebook(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("%load_ext fsnb\n"), nbformat.v4.new_code_cell("%fsnb show nope")])
+    broken.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "broken.ipynb"
+    nbformat.write(broken, path)
+    assert demo.main([str(path), "--store", str(tmp_path / "s"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "FAILED" in err and "no feature view 'nope'" in err
+
+
+def test_demo_needs_a_notebook(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert demo.main([str(tmp_path / "missing.ipynb")]) == 2
+    assert "no notebook at" in capsys.readouterr().err
