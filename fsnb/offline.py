@@ -83,6 +83,8 @@ class OfflineStore:
                 delay = min(delay * 2, 0.25)
         # Naive timestamps mean UTC: casts to TIMESTAMPTZ must not depend on the machine's zone.
         con.execute("SET TimeZone = 'UTC'")
+        # DuckDB's own progress bar prints to stdout, in the middle of notebook output.
+        con.execute("SET enable_progress_bar = false")
         con.execute(
             f"CREATE TABLE IF NOT EXISTS {_META} (name VARCHAR PRIMARY KEY, next_seq BIGINT NOT NULL, has_ties BOOLEAN NOT NULL)"
         )

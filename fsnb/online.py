@@ -191,13 +191,36 @@ class ViewReader:
     table: str
     exists: bool
 
-    def read(self, con: sqlite3.Connection, keys: list[tuple[Any, ...]], now: int) -> list[tuple[Any, ...] | None]:
-        """One tuple of feature values per key (None when absent or expired)."""
+    def read(self, con: sqlite3.Connection, keys: list[tuple[Any, ...]], now: int) -> list[list[Any]]:
+        """One list per feature, one value per key (None when absent or expired)."""
+        nfeat = len(self.features)
         if not self.exists:
-            return [None] * len(keys)
+            return [[None] * len(keys) for _ in range(nfeat)]
+        oldest = -(2**63) if self.ttl_us is None else now - self.ttl_us
         if len(keys) == 1:
             row = con.execute(self.single_sql, keys[0]).fetchone()
-            return [self._finish(row, now)]
+            if row is None or row[0] < oldest:
+                return [[None] for _ in range(nfeat)]
+            return [[self._decode(i, row[i + 1])] for i in range(nfeat)]
+        found = self._fetch_many(con, keys)
+        empty = (None,) * (nfeat + 1)
+        picked = []
+        for k in keys:
+            row = found.get(k)
+            picked.append(empty if row is None or row[0] < oldest else row)
+        columns = []
+        for i in range(nfeat):
+            values = [r[i + 1] for r in picked]
+            dec = self.decoders[i]
+            columns.append([dec(v) for v in values] if dec else values)
+        return columns
+
+    def _decode(self, i: int, value: Any) -> Any:
+        dec = self.decoders[i]
+        return dec(value) if dec else value
+
+    def _fetch_many(self, con: sqlite3.Connection, keys: list[tuple[Any, ...]]) -> dict[tuple[Any, ...], tuple[Any, ...]]:
+        """Rows (ts, features...) by key, in one query per 30,000 bound values."""
         nkeys = len(self.view.entity_columns)
         found: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         unique = list(dict.fromkeys(keys))
@@ -206,29 +229,17 @@ class ViewReader:
         for i in range(0, len(unique), step):
             chunk = unique[i : i + step]
             if nkeys == 1:
-                marks = ", ".join("?" for _ in chunk)
+                marks = ", ".join("?" * len(chunk))
                 sql = f"SELECT {cols} FROM {self.table} WHERE {q(self.view.entity_columns[0])} IN ({marks})"
-                params: list[Any] = [k[0] for k in chunk]
-            else:
-                one = "(" + ", ".join("?" for _ in range(nkeys)) + ")"
-                marks = ", ".join(one for _ in chunk)
-                sql = (
-                    f"SELECT {cols} FROM {self.table} WHERE ({qlist(self.view.entity_columns)}) IN (VALUES {marks})"
-                )
-                params = [v for k in chunk for v in k]
-            for row in con.execute(sql, params):
+                for row in con.execute(sql, [k[0] for k in chunk]):
+                    found[(row[0],)] = row[1:]
+                continue
+            one = "(" + ", ".join("?" for _ in range(nkeys)) + ")"
+            marks = ", ".join(one for _ in chunk)
+            sql = f"SELECT {cols} FROM {self.table} WHERE ({qlist(self.view.entity_columns)}) IN (VALUES {marks})"
+            for row in con.execute(sql, [v for k in chunk for v in k]):
                 found[tuple(row[:nkeys])] = row[nkeys:]
-        return [self._finish(found.get(k), now) for k in keys]
-
-    def _finish(self, row: tuple[Any, ...] | None, now: int) -> tuple[Any, ...] | None:
-        if row is None:
-            return None
-        if self.ttl_us is not None and row[0] < now - self.ttl_us:
-            return None
-        values = row[1:]
-        if any(self.decoders):
-            values = tuple(d(v) if d else v for d, v in zip(self.decoders, values, strict=True))
-        return values
+        return found
 
 
 def make_reader(

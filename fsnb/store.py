@@ -395,8 +395,8 @@ class FeatureStore:
                 self.online.forget_columns()
                 reader = make_reader(self.online, reader.view, reader.features, reader.output_names)
                 rows = reader.read(con, keys, now)
-            for j, name in enumerate(reader.output_names):
-                out[name] = [None if r is None else r[j] for r in rows]
+            for name, values in zip(reader.output_names, rows, strict=True):
+                out[name] = values
         return out
 
     def _build_readers(self, features: tuple[str, ...]) -> tuple[list[ViewReader], list[str]]:
