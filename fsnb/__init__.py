@@ -81,3 +81,12 @@ def unload_ipython_extension(ipython: Any) -> None:
     from fsnb.magics import unload
 
     unload(ipython)
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    # fsnb.server imports jupyter_server: only the server loads it, never `import fsnb`.
+    return [{"module": "fsnb.server"}]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    return [{"src": "labextension", "dest": "fsnb"}]

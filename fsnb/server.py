@@ -1,0 +1,225 @@
+"""The jupyter-server extension behind JupyterLab's "Feature Store" sidebar.
+
+``GET {base_url}fsnb/api/store?path=notebooks/.fsnb`` answers read-only JSON about
+one store: its feature views (definition, statistics, online freshness) and its
+training sets. ``path`` is relative to the server's root directory (an absolute
+path is accepted when it lies inside the root); anything that resolves outside
+the root is refused.
+
+Only SQLite files are read, through read-only connections: the registry (which
+mirrors each view's offline statistics in ``view_stats``) and the online store's
+watermarks. DuckDB is never opened here: its file lock belongs to the kernel that
+writes the store, and SQLite in WAL mode lets readers proceed during its writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+from tornado import web
+
+from fsnb.definitions import FeatureView, format_ttl
+from fsnb.registry import connect_sqlite
+
+REGISTRY_FILE = "registry.sqlite"
+ONLINE_FILE = "online.sqlite"
+API_PATH = "fsnb/api/store"
+
+
+class StoreNotFound(LookupError):
+    """The requested directory holds no fsnb store."""
+
+
+class OutsideRoot(PermissionError):
+    """The requested path resolves outside the server's root directory."""
+
+
+def resolve_store_path(root: str | Path, requested: str) -> Path:
+    """The absolute store directory for a ``path`` query argument, refusing escapes from root."""
+    root_dir = Path(root).expanduser().resolve()
+    if not requested or "\x00" in requested:
+        msg = "give the store directory as ?path=, relative to the server root (e.g. notebooks/.fsnb)"
+        raise ValueError(msg)
+    candidate = Path(requested).expanduser()
+    if not candidate.is_absolute():
+        candidate = root_dir / requested.lstrip("/")
+    resolved = candidate.resolve()
+    if resolved != root_dir and root_dir not in resolved.parents:
+        msg = f"store path {requested!r} is outside the server root; open a store below {root_dir}"
+        raise OutsideRoot(msg)
+    return resolved
+
+
+def describe_store(store_dir: Path) -> dict[str, Any]:
+    """Views, statistics, online freshness and training sets of the store in store_dir."""
+    registry_file = store_dir / REGISTRY_FILE
+    if not registry_file.is_file():
+        msg = f"no fsnb store in {store_dir}"
+        raise StoreNotFound(msg)
+    con = connect_sqlite(registry_file, readonly=True)
+    try:
+        # One read transaction: every table is seen at the same commit.
+        con.execute("BEGIN")
+        views = _read_views(con)
+        training_sets = _read_training_sets(con)
+        kv = dict(con.execute("SELECT key, value FROM kv").fetchall())
+        con.execute("COMMIT")
+    finally:
+        con.close()
+    online = _read_online_updates(store_dir / ONLINE_FILE)
+    for view in views:
+        name = view["name"]
+        view["online_last_update"] = _iso(online.get(name))
+        view["log_lag"] = _log_lag(kv, name)
+    return {"views": views, "training_sets": training_sets, "generated_at": _iso(_now())}
+
+
+def _read_views(con: sqlite3.Connection) -> list[dict[str, Any]]:
+    rows = con.execute(
+        "SELECT v.name, v.version, v.definition, v.created_at, "
+        "(SELECT count(*) FROM views c WHERE c.name = v.name), s.stats, s.updated_at "
+        "FROM views v LEFT JOIN view_stats s ON s.name = v.name "
+        "WHERE v.version = (SELECT max(version) FROM views w WHERE w.name = v.name) "
+        "ORDER BY v.name"
+    ).fetchall()
+    views = []
+    for name, version, definition, created_at, n_versions, stats_json, stats_at in rows:
+        view = FeatureView.from_dict(json.loads(definition))
+        stats = json.loads(stats_json) if stats_json else {}
+        entity_types = dict(view.entity_types or {})
+        views.append(
+            {
+                "name": name,
+                "version": int(version),
+                "versions": int(n_versions),
+                "defined_at": _iso(created_at),
+                "description": view.description,
+                "entities": [{"name": e, "type": entity_types.get(e)} for e in view.entity_columns],
+                "timestamp_field": view.timestamp_field,
+                "created_timestamp_field": view.created_timestamp_field,
+                "features": [{"name": f, "type": t} for f, t in view.feature_types.items()],
+                "ttl": None if view.ttl is None else format_ttl(view.ttl),  # type: ignore[arg-type]
+                "online": bool(view.online),
+                "stream": view.sync == "stream",
+                "sync": view.sync,
+                "rows": stats.get("rows", 0),
+                "entity_count": stats.get("entities"),
+                "min_ts": stats.get("min_ts"),
+                "max_ts": stats.get("max_ts"),
+                "last_ingested": stats.get("last_ingested"),
+                "stats_updated_at": _iso(stats_at),
+            }
+        )
+    return views
+
+
+def _read_training_sets(con: sqlite3.Connection) -> list[dict[str, Any]]:
+    rows = con.execute(
+        "SELECT name, fingerprint, detail, created_at FROM training_sets t "
+        "WHERE id = (SELECT max(id) FROM training_sets u WHERE u.name = t.name) ORDER BY name"
+    ).fetchall()
+    sets = []
+    for name, fingerprint, detail_json, created_at in rows:
+        detail = json.loads(detail_json) if detail_json else {}
+        sets.append(
+            {
+                "name": name,
+                "fingerprint": fingerprint,
+                "created_at": _iso(created_at),
+                "features": detail.get("features", []),
+                "rows": detail.get("rows"),
+            }
+        )
+    return sets
+
+
+def _read_online_updates(path: Path) -> dict[str, float]:
+    """Each view's last online write (materialization or stream), from the watermarks table."""
+    if not path.is_file():
+        return {}
+    con = connect_sqlite(path, readonly=True)
+    try:
+        rows = con.execute("SELECT name, updated_at FROM _fsnb_watermarks").fetchall()
+    except sqlite3.OperationalError:  # nothing materialized yet: the table may not exist
+        return {}
+    finally:
+        con.close()
+    return {name: ts for name, ts in rows if ts is not None}
+
+
+def _log_lag(kv: dict[str, str], name: str) -> int | None:
+    """Log entries a stream view's slowest consumer has not applied yet, when recorded."""
+    raw = kv.get(f"log_lag:{name}")
+    if raw is None:
+        return None
+    try:
+        return int(json.loads(raw))
+    except (TypeError, ValueError):
+        return None
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(float(ts), timezone.utc).isoformat()
+
+
+def _now() -> float:
+    return datetime.now(timezone.utc).timestamp()
+
+
+class StoreHandler(APIHandler):  # type: ignore[misc]
+    """GET: JSON description of the store at ?path=."""
+
+    auth_resource = "contents"
+
+    @web.authenticated  # type: ignore[misc]
+    @authorized("read")  # type: ignore[misc]
+    async def get(self) -> None:
+        requested = self.get_query_argument("path", "")
+        root = self.settings.get("server_root_dir") or self.contents_manager.root_dir
+        try:
+            store_dir = resolve_store_path(root, requested)
+        except OutsideRoot as exc:
+            return self._fail(403, str(exc))
+        except ValueError as exc:
+            return self._fail(400, str(exc))
+        try:
+            # sqlite3 blocks: keep the server's event loop free.
+            description = await asyncio.get_running_loop().run_in_executor(None, describe_store, store_dir)
+        except StoreNotFound:
+            msg = f"no fsnb store at {requested!r}; run %load_ext fsnb in a notebook there, or create fsnb.FeatureStore(path)"
+            return self._fail(404, msg)
+        except sqlite3.Error as exc:
+            msg = f"cannot read the store at {requested!r} ({exc}); check the files' permissions"
+            return self._fail(500, msg)
+        description["path"] = requested
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps(description))
+        return None
+
+    def _fail(self, status: int, message: str) -> None:
+        # Written here rather than raised as HTTPError: tornado would %-format the message.
+        self.log.info("fsnb: %s %s", status, message)
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"message": message}))
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    return [{"module": "fsnb.server"}]
+
+
+def _load_jupyter_server_extension(serverapp: Any) -> None:
+    web_app = serverapp.web_app
+    route = url_path_join(web_app.settings["base_url"], API_PATH)
+    web_app.add_handlers(".*$", [(route, StoreHandler)])
+    serverapp.log.info("fsnb: store endpoint at %s", route)

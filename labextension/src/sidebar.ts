@@ -1,0 +1,252 @@
+/**
+ * The "Feature Store" sidebar: the views and training sets of the store that the
+ * active notebook's kernel uses. Clicking a feature inserts its `view:feature`
+ * reference at the cursor of the active cell.
+ */
+import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { ServerConnection } from '@jupyterlab/services';
+import { refreshIcon } from '@jupyterlab/ui-components';
+import { Message } from '@lumino/messaging';
+import { Widget } from '@lumino/widgets';
+
+import {
+  defaultStorePath,
+  fetchStore,
+  IStoreInfo,
+  ITrainingSetInfo,
+  IViewInfo,
+  kernelStorePath,
+  StoreRequestError
+} from './api';
+
+/** Build an element with a class and text (text only: names come from files, never as HTML). */
+function el<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  className = '',
+  text = ''
+): HTMLElementTagNameMap[K] {
+  const node = document.createElement(tag);
+  if (className) {
+    node.className = className;
+  }
+  if (text) {
+    node.textContent = text;
+  }
+  return node;
+}
+
+function shortTime(iso: string | null): string {
+  if (!iso) {
+    return '?';
+  }
+  return iso.replace('T', ' ').replace(/(:\d\d)(\.\d+)?(\+00:00|Z)$/, '$1').replace(/ 00:00:00$/, '');
+}
+
+export function relativeTime(iso: string | null, now: number = Date.now()): string {
+  if (!iso) {
+    return 'never';
+  }
+  const seconds = Math.round((now - Date.parse(iso)) / 1000);
+  if (Number.isNaN(seconds)) {
+    return iso;
+  }
+  if (seconds < 60) {
+    return 'just now';
+  }
+  for (const [size, unit] of [
+    [86400, 'd'],
+    [3600, 'h'],
+    [60, 'min']
+  ] as const) {
+    if (seconds >= size) {
+      return `${Math.floor(seconds / size)} ${unit} ago`;
+    }
+  }
+  return iso;
+}
+
+/** Insert text at the cursor of the active cell of the current notebook; false if there is none. */
+export function insertIntoActiveCell(tracker: INotebookTracker, text: string): boolean {
+  const editor = tracker.activeCell?.editor;
+  if (!editor) {
+    return false;
+  }
+  if (editor.replaceSelection) {
+    editor.replaceSelection(text);
+  } else {
+    const offset = editor.getOffsetAt(editor.getCursorPosition());
+    editor.model.sharedModel.updateSource(offset, offset, text);
+    editor.setCursorPosition(editor.getPositionAt(offset + text.length)!);
+  }
+  editor.focus();
+  return true;
+}
+
+export class FeatureStorePanel extends Widget {
+  constructor(private readonly tracker: INotebookTracker) {
+    super();
+    this.id = 'fsnb-feature-store';
+    this.title.caption = 'Feature Store';
+    this.addClass('fsnb-sidebar');
+
+    const header = el('div', 'fsnb-sidebar-header');
+    header.appendChild(el('h2', 'fsnb-sidebar-title', 'Feature Store'));
+    const refresh = el('button', 'fsnb-refresh jp-ToolbarButtonComponent');
+    refresh.title = 'Refresh the feature store listing';
+    refresh.setAttribute('aria-label', 'Refresh');
+    refreshIcon.element({ container: refresh, elementPosition: 'center', tag: 'span' });
+    refresh.addEventListener('click', () => void this.refresh());
+    header.appendChild(refresh);
+    this._location = el('div', 'fsnb-store-path');
+    this._body = el('div', 'fsnb-sidebar-body');
+    this.node.append(header, this._location, this._body);
+    this._showMessage('Open a notebook to see its feature store.');
+  }
+
+  protected onAfterShow(msg: Message): void {
+    super.onAfterShow(msg);
+    void this.refresh();
+  }
+
+  /** Re-read the store of the current notebook (asking its kernel which store it uses). */
+  async refresh(): Promise<void> {
+    const ticket = ++this._ticket;
+    const panel = this.tracker.currentWidget;
+    if (!panel) {
+      this._location.textContent = '';
+      this._showMessage('Open a notebook to see its feature store.');
+      return;
+    }
+    this.node.classList.add('fsnb-loading');
+    try {
+      const path = await this._storePathOf(panel);
+      const info = await fetchStore(path, this._settings);
+      if (ticket === this._ticket) {
+        this._location.textContent = path;
+        this._location.title = path;
+        this._render(info);
+      }
+    } catch (error) {
+      if (ticket === this._ticket) {
+        const text =
+          error instanceof StoreRequestError ? error.message : `Cannot read the store: ${String(error)}`;
+        this._showMessage(text);
+      }
+    } finally {
+      if (ticket === this._ticket) {
+        this.node.classList.remove('fsnb-loading');
+        this.node.dataset.refreshed = String(ticket);
+      }
+    }
+  }
+
+  private async _storePathOf(panel: NotebookPanel): Promise<string> {
+    const kernel = panel.sessionContext.session?.kernel;
+    if (kernel && kernel.connectionStatus === 'connected' && kernel.status !== 'dead') {
+      try {
+        const fromKernel = await kernelStorePath(kernel);
+        if (fromKernel) {
+          return fromKernel;
+        }
+      } catch (error) {
+        console.debug('fsnb: kernel did not say which store it uses', error);
+      }
+    }
+    return defaultStorePath(panel.context.path);
+  }
+
+  private _showMessage(text: string): void {
+    this._body.replaceChildren(el('p', 'fsnb-message', text));
+  }
+
+  private _render(info: IStoreInfo): void {
+    const nodes: HTMLElement[] = [];
+    if (info.views.length === 0) {
+      nodes.push(el('p', 'fsnb-message', 'No feature views yet: define one with a %%feature_view cell.'));
+    }
+    for (const view of info.views) {
+      nodes.push(this._renderView(view));
+    }
+    if (info.training_sets.length > 0) {
+      nodes.push(el('h3', 'fsnb-section-title', 'Training sets'));
+      const list = el('ul', 'fsnb-training-sets');
+      for (const set of info.training_sets) {
+        list.appendChild(this._renderTrainingSet(set));
+      }
+      nodes.push(list);
+    }
+    this._body.replaceChildren(...nodes);
+  }
+
+  private _renderView(view: IViewInfo): HTMLElement {
+    const box = el('section', 'fsnb-view');
+    box.dataset.view = view.name;
+    const head = el('div', 'fsnb-view-header');
+    head.appendChild(el('span', 'fsnb-view-name', view.name));
+    head.appendChild(el('span', 'fsnb-badge', `v${view.version}`));
+    if (view.stream) {
+      head.appendChild(el('span', 'fsnb-badge fsnb-badge-stream', 'stream'));
+    }
+    head.appendChild(
+      el('span', `fsnb-badge ${view.online ? 'fsnb-badge-online' : 'fsnb-badge-offline'}`, view.online ? 'online' : 'offline only')
+    );
+    box.appendChild(head);
+    if (view.description) {
+      box.appendChild(el('div', 'fsnb-view-description', view.description));
+    }
+    const facts: [string, string][] = [
+      ['entities', view.entities.map(e => (e.type ? `${e.name} (${e.type})` : e.name)).join(', ')],
+      ['rows', `${view.rows}` + (view.entity_count != null ? ` · ${view.entity_count} entities` : '')],
+      ['time', view.rows ? `${shortTime(view.min_ts)} → ${shortTime(view.max_ts)}` : '—'],
+      ['ttl', view.ttl ?? 'none']
+    ];
+    if (view.online) {
+      facts.push(['online', `updated ${relativeTime(view.online_last_update)}`]);
+    }
+    if (view.log_lag != null) {
+      facts.push(['log lag', `${view.log_lag}`]);
+    }
+    const table = el('dl', 'fsnb-facts');
+    for (const [key, value] of facts) {
+      table.append(el('dt', '', key), el('dd', `fsnb-fact-${key.replace(' ', '-')}`, value));
+    }
+    box.appendChild(table);
+    const features = el('ul', 'fsnb-features');
+    for (const feature of view.features) {
+      const ref = `${view.name}:${feature.name}`;
+      const item = el('li', 'fsnb-feature-item');
+      const button = el('button', 'fsnb-feature', feature.name);
+      button.dataset.ref = ref;
+      button.title = `Insert ${ref} at the cursor`;
+      button.addEventListener('click', () => {
+        if (!insertIntoActiveCell(this.tracker, ref)) {
+          console.warn('fsnb: no active cell to insert', ref);
+        }
+      });
+      item.appendChild(button);
+      item.appendChild(el('span', 'fsnb-type', feature.type ?? ''));
+      features.appendChild(item);
+    }
+    box.appendChild(features);
+    return box;
+  }
+
+  private _renderTrainingSet(set: ITrainingSetInfo): HTMLElement {
+    const item = el('li', 'fsnb-training-set');
+    item.dataset.trainingSet = set.name;
+    item.appendChild(el('span', 'fsnb-training-set-name', set.name));
+    const fp = el('code', 'fsnb-fingerprint', set.fingerprint.slice(0, 12));
+    fp.title = set.fingerprint;
+    item.appendChild(fp);
+    const details = [set.rows != null ? `${set.rows} rows` : '', set.features.join(', ')].filter(Boolean);
+    if (details.length) {
+      item.appendChild(el('div', 'fsnb-training-set-detail', details.join(' · ')));
+    }
+    return item;
+  }
+
+  private readonly _location: HTMLDivElement;
+  private readonly _body: HTMLDivElement;
+  private readonly _settings = ServerConnection.makeSettings();
+  private _ticket = 0;
+}
