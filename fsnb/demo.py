@@ -28,7 +28,7 @@ def run_notebook(path: str | os.PathLike[str], store: str | os.PathLike[str], *,
     from nbclient import NotebookClient
 
     path = Path(path).resolve()
-    nb = nbformat.read(path, as_version=4)
+    nb = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
     env = {**os.environ, "FSNB_STORE": str(Path(store).resolve())}
     client = NotebookClient(
         nb,
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.output:
         import nbformat
 
-        nbformat.write(nb, args.output)
+        nbformat.write(nb, args.output)  # type: ignore[no-untyped-call]
     if not args.quiet:
         print(transcript(nb))
     cells = sum(1 for c in nb.cells if c.cell_type == "code")

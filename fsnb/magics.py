@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, needs_local_scope
+from IPython.core.magic import (
+    Magics,
+    cell_magic,
+    line_magic,
+    magics_class,
+    needs_local_scope,
+    output_can_be_silenced,
+)
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from fsnb.errors import FsnbError, closest
@@ -54,6 +61,9 @@ def parse_argstring(magic: Any, line: str) -> Any:
     """Parse a magic's line like a shell would (quotes group words and are removed)."""
     import shlex
 
+    line = line.strip()
+    if line.endswith(";"):  # `%magic ...;` silences the output (IPython does that part)
+        line = line[:-1]
     try:
         argv = shlex.split(line)
     except ValueError as exc:
@@ -146,6 +156,7 @@ class FsnbMagics(Magics):
     @magic_arguments()
     @argument("command", nargs="?", default="store", help="open PATH | list | show NAME (default: describe the store)")
     @argument("target", nargs="?", help="the PATH of open, the NAME of show")
+    @output_can_be_silenced
     @line_magic
     @user_errors
     def fsnb(self, line: str) -> Any:
@@ -246,6 +257,7 @@ class FsnbMagics(Magics):
     @argument("--full-names", action="store_true", help="name columns view__feature")
     @argument("--explore", action="store_true", help="also open the leakage explorer on these labels and features")
     @needs_local_scope
+    @output_can_be_silenced
     @line_magic
     @user_errors
     def training_set(self, line: str, local_ns: Mapping[str, Any] | None = None) -> Any:
@@ -288,6 +300,7 @@ class FsnbMagics(Magics):
     @argument("--entity", action="append", required=True, metavar="KEY=VALUE[,KEY=VALUE]",
               help="one entity row, e.g. user_id=42 or user_id=42,region=7; repeat for more rows")
     @argument("-o", dest="output", default=None, help="store the result in this variable")
+    @output_can_be_silenced
     @line_magic
     @user_errors
     def online_features(self, line: str) -> Any:
@@ -308,6 +321,7 @@ class FsnbMagics(Magics):
     @argument("--end", default=None, help="only rows with event time at or before this (default: now)")
     @argument("--incremental", action="store_true", help="copy only what changed since each view's watermark")
     @argument("--view", action="append", default=None, help="materialize only this view (repeatable)")
+    @output_can_be_silenced
     @line_magic
     @user_errors
     def materialize(self, line: str) -> Any:
@@ -333,6 +347,7 @@ class FsnbMagics(Magics):
     @argument("features", nargs="+", help="feature references view:feature or view:*")
     @argument("--timestamp", default="event_timestamp", help="the labels' time column (default event_timestamp)")
     @needs_local_scope
+    @output_can_be_silenced
     @line_magic
     @user_errors
     def leakage(self, line: str, local_ns: Mapping[str, Any] | None = None) -> Any:

@@ -438,3 +438,24 @@ def test_help_lists_the_contract_flags(ip: InteractiveShell) -> None:
     doc = magics_of(ip).materialize.__doc__
     for flag in ("--start", "--end", "--incremental"):
         assert flag in doc
+
+
+def test_a_trailing_semicolon_silences_but_still_runs(ip: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
+    user_stats(ip, sql="SELECT * FROM events;")
+    capsys.readouterr()
+    ip.run_cell("%training_set labels user_stats:login_count -o train;")
+    out = capsys.readouterr().out
+    assert ip.user_ns["train"]["login_count"].to_list() == [2, 1, None, 2]
+    assert "Out[" not in out and "shape: (4, 4)" not in out
+    ip.run_cell("%materialize --end 2030-01-01;")
+    ip.run_cell("r = %online_features user_stats:login_count --entity user_id={6 * 7}")
+    assert ip.user_ns["r"] == {"user_id": [42], "login_count": [9]}  # {expr} is expanded by IPython
+
+
+def test_training_set_explore_and_leakage_open_the_explorer(ip: InteractiveShell) -> None:
+    user_stats(ip)
+    widget = ip.run_line_magic("leakage", "labels user_stats:login_count")
+    assert type(widget).__module__.split(".")[0] == "fsnb"
+    assert hasattr(widget, "_repr_mimebundle_") or hasattr(widget, "_ipython_display_")
+    frame = ip.run_line_magic("training_set", "labels user_stats:login_count --explore")
+    assert frame["login_count"].to_list() == [2, 1, None, 2]
