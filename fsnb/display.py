@@ -194,6 +194,23 @@ def _stats_facts(stats: Mapping[str, Any]) -> list[tuple[str, Any]]:
     ]
 
 
+def nice_change(change: str, limit: int = 160) -> str:
+    """A change line from the registry diff, with TTLs in words and long values shortened."""
+    key, sep, rest = change.partition(": ")
+    if sep and key == "ttl_seconds":
+        before, _, after = rest.partition(" -> ")
+
+        def ttl(text: str) -> str:
+            try:
+                return fmt(timedelta(seconds=float(text)))
+            except ValueError:
+                return "none"
+
+        change = f"TTL: {ttl(before)} -> {ttl(after)}"
+    change = " ".join(change.split())
+    return change if len(change) <= limit else change[: limit - 1] + "…"
+
+
 def registration_html(reg: Registration, sample: Any = None) -> str:
     view = reg.view
     status = "new version" if reg.new_version else "unchanged definition"
@@ -205,7 +222,7 @@ def registration_html(reg: Registration, sample: Any = None) -> str:
         _facts(_definition_facts(view)),
     ]
     if reg.changes and reg.version > 1:
-        items = "".join(f"<li>{html.escape(c)}</li>" for c in reg.changes)
+        items = "".join(f"<li>{html.escape(nice_change(c))}</li>" for c in reg.changes)
         parts.append(_section(f"changed from version {reg.version - 1}", f'<ul style="margin:2px 0">{items}</ul>'))
     parts.append(_section("schema", html_table(["column", "role", "type"], schema_rows(view))))
     if sample is not None:
@@ -225,7 +242,7 @@ def registration_text(reg: Registration) -> str:
         "schema: " + ", ".join(f"{c} {t}" for c, _, t in schema_rows(view)),
     ]
     if reg.changes and reg.version > 1:
-        lines.append("changed: " + "; ".join(reg.changes))
+        lines.append("changed: " + "; ".join(nice_change(c) for c in reg.changes))
     return "\n".join(lines)
 
 
@@ -328,7 +345,8 @@ class ViewInfo:
         for v in versions:
             from fsnb.store import _diff
 
-            change = "created" if previous is None else ("; ".join(_diff(previous, v.view)) or "same definition")
+            diff = [nice_change(c, 80) for c in _diff(previous, v.view)] if previous is not None else []
+            change = "created" if previous is None else ("; ".join(diff) or "same definition")
             history.append((v.version, v.created_at, change))
             previous = v.view
         stats = store.stats(name)

@@ -70,3 +70,11 @@ def test_online_and_materialized_results_stay_plain_dicts() -> None:
     m = display.Materialized({"user_stats": 1200})
     assert m == {"user_stats": 1200} and "1,200" in m._repr_html_()
     assert "no online feature views" in display.Materialized()._repr_html_()
+
+
+def test_changes_read_like_words() -> None:
+    assert display.nice_change("ttl_seconds: 2592000.0 -> None") == "TTL: 30d -> none"
+    assert display.nice_change("ttl_seconds: None -> 43200.0") == "TTL: none -> 12h"
+    long = "query: 'SELECT " + "x, " * 100 + "' -> 'SELECT y'"
+    assert len(display.nice_change(long)) == 160 and display.nice_change(long).endswith("…")
+    assert display.nice_change("added clicks") == "added clicks"
