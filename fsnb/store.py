@@ -85,10 +85,17 @@ class FeatureStore:
         self.offline = OfflineStore(self.path / "offline.duckdb", lock_timeout=lock_timeout)
         self.online = OnlineStore(self.path / "online.sqlite")
         self._readers: dict[tuple[str, ...], tuple[int, list[ViewReader], list[str]]] = {}
+        if (self.path / "log.sqlite").exists():
+            from fsnb.streaming import announce_uncommitted
+
+            announce_uncommitted(self)  # a pushing process died before its consumers committed
 
     def close(self) -> None:
         self.registry.close()
         self.online.close()
+        log = self.__dict__.pop("_fsnb_log", None)
+        if log is not None:
+            log.close()
 
     def __enter__(self) -> FeatureStore:
         return self
@@ -448,6 +455,37 @@ class FeatureStore:
         result = materialize(self, start=None, end=end, views=views, incremental=True, progress=progress)
         self._readers.clear()
         return result
+
+    # -- streaming (fsnb.streaming) -------------------------------------------------------
+    def push(self, name: str, data: Any, *, namespace: Mapping[str, Any] | None = None) -> int:
+        """Append a batch to the feature log and apply it to both stores; return its log offset.
+
+        The batch is validated whole (against the newest view version it fits) and
+        nothing is appended if it is bad; once this returns the entry is on disk.
+        """
+        from fsnb.streaming import push
+
+        return push(self, name, data, namespace=namespace)
+
+    def sync(self) -> dict[str, int]:
+        """Apply log entries a consumer had not committed (what a restarted process runs)."""
+        from fsnb.streaming import sync
+
+        result = sync(self)
+        self._readers.clear()
+        return result
+
+    def freshness(self) -> pl.DataFrame:
+        """Per view: newest event time offline and online, log end, consumer offsets and lag."""
+        from fsnb.streaming import freshness
+
+        return freshness(self)
+
+    def check_skew(self, name: str) -> Any:
+        """Compare each online vector with the offline point-in-time value now (a SkewReport)."""
+        from fsnb.streaming import check_skew
+
+        return check_skew(self, name)
 
 
 def _inherit_schema(view: FeatureView, current: FeatureView | None, *, has_data: bool) -> FeatureView:
