@@ -55,13 +55,13 @@ SETUP = textwrap.dedent(
 
 RAW = textwrap.dedent(
     """
-    import sys, time, resource, duckdb, polars as pl, pyarrow as pa
+    import sys, time, resource, duckdb, numpy as np, polars as pl, pyarrow as pa
     out = sys.argv[1]
     labels = pl.read_parquet(f"{out}/labels.parquet")
     t = time.perf_counter()
     con = duckdb.connect(f"{out}/raw.duckdb")
     con.execute("SET TimeZone = 'UTC'")
-    keys = labels.select("user_id", "event_timestamp").to_arrow().append_column("row", pa.array(range(labels.height), pa.int64()))
+    keys = labels.select("user_id", "event_timestamp").to_arrow().append_column("row", pa.array(np.arange(labels.height)))
     con.register("l", keys)
     result = pl.from_arrow(con.sql(
         "SELECT f.clicks, f.score FROM l ASOF LEFT JOIN user_stats f "

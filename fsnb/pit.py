@@ -62,12 +62,13 @@ def tie_order(view: FeatureView, alias: str = "") -> str:
     return ", ".join(parts)
 
 
-def _ttl_ok(alias: str, view: FeatureView) -> str:
+def _within_ttl(alias: str, view: FeatureView, expr: str) -> str:
+    """expr when the joined row is inside the view's TTL window, else NULL."""
     micros = ttl_micros(view.ttl)  # type: ignore[arg-type]
-    ts = f"{alias}.{q(view.timestamp_field)}"
     if micros is None:
-        return f"{ts} IS NOT NULL"
-    return f"{ts} >= l.{T} - to_microseconds({micros}::BIGINT)"
+        return expr
+    ts = f"{alias}.{q(view.timestamp_field)}"
+    return f"CASE WHEN {ts} >= l.{T} - to_microseconds({micros}::BIGINT) THEN {expr} END"
 
 
 def point_in_time_sql(
@@ -91,7 +92,6 @@ def point_in_time_sql(
             if with_event_times:
                 outputs.append(f"CAST(NULL AS TIMESTAMPTZ) AS {q(f'__fsnb_ts_{i}')}")
             continue
-        ok = _ttl_ok(alias, view)
         if as_of_ingestion:
             ctes.append(f"{alias} AS ({_as_of_ingestion_sql(sel, i)})")
             joins.append(f"LEFT JOIN {alias} ON {alias}.{ROW} = l.{ROW}")
@@ -103,9 +103,10 @@ def point_in_time_sql(
             )
             joins.append(f"ASOF LEFT JOIN {alias} ON {on}")
         for f, out in zip(sel.features, sel.output_names, strict=True):
-            outputs.append(f"CASE WHEN {ok} THEN {alias}.{q(f)} END AS {q(out)}")
+            outputs.append(f"{_within_ttl(alias, view, f'{alias}.{q(f)}')} AS {q(out)}")
         if with_event_times:
-            outputs.append(f"CASE WHEN {ok} THEN {alias}.{q(view.timestamp_field)} END AS {q(f'__fsnb_ts_{i}')}")
+            ts = f"{alias}.{q(view.timestamp_field)}"
+            outputs.append(f"{_within_ttl(alias, view, ts)} AS {q(f'__fsnb_ts_{i}')}")
     return (
         f"WITH {', '.join(ctes)} SELECT {', '.join(outputs)} FROM l {' '.join(joins)} ORDER BY l.{ROW}"
     )

@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -305,7 +306,7 @@ class FeatureStore:
             arrow = arrow.append_column(T, arrow.column(timestamp_field))
         else:
             arrow = arrow.rename_columns([*keys, T])
-        arrow = arrow.append_column(ROW, pa.array(range(labels.height), type=pa.int64()))
+        arrow = arrow.append_column(ROW, pa.array(np.arange(labels.height, dtype=np.int64)))
         with self.offline.connect() as con:
             label_types = arrow_duck_types(con, arrow)
             if not types.is_time(label_types[T]):
