@@ -47,6 +47,8 @@ def fmt(value: Any) -> str:
     if isinstance(value, float):
         if math.isnan(value):
             return "NaN"
+        if value.is_integer() and abs(value) < 1e15:
+            return f"{value:.1f}"  # keep 10.0 visibly a float
         return f"{value:.6g}"
     if isinstance(value, datetime):
         text = value.strftime("%Y-%m-%d %H:%M:%S")
@@ -345,8 +347,8 @@ class ViewInfo:
         for v in versions:
             from fsnb.store import _diff
 
-            diff = [nice_change(c, 80) for c in _diff(previous, v.view)] if previous is not None else []
-            change = "created" if previous is None else ("; ".join(diff) or "same definition")
+            diff = [nice_change(c) for c in _diff(previous, v.view)] if previous is not None else []
+            change = "created" if previous is None else nice_change("; ".join(diff) or "same definition", 100)
             history.append((v.version, v.created_at, change))
             previous = v.view
         stats = store.stats(name)
@@ -488,7 +490,7 @@ class TrainingSetSummary:
 
     def _headline(self) -> str:
         what = f"training set {self.name}" if self.name else "training set"
-        text = f"{what}: {self.rows:,} rows × {self.columns} columns, {len(self.features)} features, point-in-time correct"
+        text = f"{what}: {self.rows:,} rows × {self.columns} columns, {plural(len(self.features), 'feature')}, point-in-time correct"
         if self.has_leakage:
             worst = max(self.features, key=lambda q: q.leaky_rows or 0)
             if worst.leaky_rows:

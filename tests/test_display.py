@@ -53,6 +53,7 @@ def test_store_html_lists_views_and_training_sets(store: fsnb.FeatureStore) -> N
 
 def test_formatting() -> None:
     assert display.fmt(None) == "null"
+    assert display.fmt(10.0) == "10.0" and display.fmt(2.5) == "2.5"
     assert display.fmt(0.1 + 0.2) == "0.3"
     assert display.fmt(dt.timedelta(days=4)) == "4d"
     assert display.fmt(dt.datetime(2024, 3, 3, tzinfo=dt.timezone.utc)) == "2024-03-03 00:00:00 UTC"
