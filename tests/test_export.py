@@ -1,0 +1,439 @@
+"""fsnb export: notebooks become plain pipelines that rebuild their training sets and
+fail, naming the training set, when its data changed."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from fsnb.cli import main as cli_main
+from fsnb.export import ExportError, export
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "tests" / "data" / "pipeline_demo.ipynb"
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def write_notebook(path: Path, *cells: str, outputs: dict[int, list[Any]] | None = None) -> Path:
+    nb = new_notebook()
+    for i, source in enumerate(cells):
+        if source.startswith("md:"):
+            nb.cells.append(new_markdown_cell(source[3:]))
+            continue
+        cell = new_code_cell(source)
+        cell.outputs = (outputs or {}).get(i, [])
+        nb.cells.append(cell)
+    nbformat.write(nb, str(path))
+    return path
+
+
+def kernel_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "FSNB_STORE"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def execute_notebook(source: Path, workdir: Path) -> Path:
+    """Run a notebook in a real kernel with workdir as its folder (so its store is
+    workdir/.fsnb) and save it with its outputs there."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    nb = nbformat.read(str(source), as_version=4)
+    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(workdir)}})
+    client.execute(env=kernel_env())
+    saved = workdir / source.name
+    nbformat.write(nb, str(saved))
+    return saved
+
+
+def fsnb_command(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    script = Path(sys.executable).with_name("fsnb")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "fsnb.cli"]
+    return subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True, env=kernel_env(), timeout=300)
+
+
+def run_pipeline(script: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """python PIPELINE.py in a fresh process, in cwd, with no store configured."""
+    cwd.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(
+        [sys.executable, str(script), *args], cwd=cwd, capture_output=True, text=True, env=kernel_env(), timeout=600
+    )
+
+
+def build_function(script: str) -> ast.FunctionDef:
+    tree = ast.parse(script)
+    return next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "build")
+
+
+def load_module(path: Path, name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def mutate_one_input(script_path: Path, workdir: Path) -> tuple[str, str]:
+    """Change one number of the notebook's own code so that a training set changes.
+
+    Tries the numeric literals inside build() (list elements first: data values), in
+    process, and keeps the first change that alters a recorded fingerprint; returns
+    (old line, new line)."""
+    script = script_path.read_text()
+    func = build_function(script)
+    numbers = [
+        n for n in ast.walk(func)
+        if isinstance(n, ast.Constant) and type(n.value) in (int, float) and n.value not in (True, False)
+    ]
+    in_lists = {id(e) for node in ast.walk(func) if isinstance(node, ast.List | ast.Tuple) for e in node.elts}
+    numbers.sort(key=lambda n: (id(n) not in in_lists, n.lineno, n.col_offset))
+    lines = script.splitlines(keepends=True)
+    for attempt, node in enumerate(numbers[:40]):
+        line = lines[node.lineno - 1]
+        old = line[node.col_offset : node.end_col_offset]
+        new = repr(node.value + 1) if isinstance(node.value, int) else repr(node.value * 2 + 1)
+        changed_line = line[: node.col_offset] + new + line[node.end_col_offset :]
+        candidate = workdir / f"mutant_{attempt}.py"
+        candidate.write_text("".join([*lines[: node.lineno - 1], changed_line, *lines[node.lineno :]]))
+        module = load_module(candidate, f"mutant_{attempt}")
+        store_dir = workdir / f"mutant_store_{attempt}"
+        cwd = os.getcwd()
+        os.chdir(workdir)
+        try:
+            import fsnb
+
+            with fsnb.FeatureStore(store_dir) as store:
+                try:
+                    built = module.build(store)
+                except Exception:
+                    continue
+            if any(
+                expected and name in built and fsnb.fingerprint(built[name]) != expected
+                for name, expected in module.RECORDED_FINGERPRINTS.items()
+            ):
+                candidate.replace(script_path)
+                assert old != new
+                return line.strip(), changed_line.strip()
+        finally:
+            os.chdir(cwd)
+            shutil.rmtree(store_dir, ignore_errors=True)
+    raise AssertionError(f"no single number in {script_path.name}'s build() changes a training set")
+
+
+# -- the demo notebook, run for real ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return execute_notebook(DEMO, tmp_path_factory.mktemp("demo_notebook"))
+
+
+@pytest.mark.notebook
+def test_demo_notebook_round_trip(demo_run: Path, tmp_path: Path) -> None:
+    script = tmp_path / "pipeline.py"
+    result = fsnb_command("export", str(demo_run), "-o", str(script), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "2 feature views, 2 training sets (2 with a recorded fingerprint)" in result.stderr
+    assert "dropped the shell command !echo done" in result.stderr
+    text = script.read_text()
+    recorded = {r["name"]: r["fingerprint"] for r in _store_records(demo_run.parent / ".fsnb")}
+    assert set(recorded) == {"train", "late_train"}
+    for name, fp in recorded.items():
+        assert f'"{name}": "{fp[:16]}",  # from the notebook\'s store' in text
+
+    # A fresh folder, a fresh process, the default ./.fsnb store: same training sets.
+    first = run_pipeline(script, tmp_path / "fresh")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "training set 'train': 4 rows x 6 columns" in first.stdout
+    assert "same as in the notebook" in first.stdout
+    assert "ok: 2 of 2 training set(s) checked" in first.stdout
+    assert (tmp_path / "fresh" / ".fsnb" / "registry.sqlite").exists()
+
+    # Idempotent: a second run gives the same report and no new view versions.
+    second = run_pipeline(script, tmp_path / "fresh")
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.replace(str(tmp_path), "") == first.stdout.replace(str(tmp_path), "")
+    listing = fsnb_command("list", "--store", str(tmp_path / "fresh" / ".fsnb"), cwd=tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    assert "user_stats  v1" in listing.stdout and "user_country  v1" in listing.stdout
+
+    # --store and $FSNB_STORE choose the store.
+    other = run_pipeline(script, tmp_path / "fresh", "--store", str(tmp_path / "elsewhere"))
+    assert other.returncode == 0 and (tmp_path / "elsewhere" / "registry.sqlite").exists()
+
+
+@pytest.mark.notebook
+def test_changed_input_fails_naming_the_training_set(demo_run: Path, tmp_path: Path) -> None:
+    script = tmp_path / "pipeline.py"
+    assert cli_main(["export", str(demo_run), "-o", str(script)]) == 0
+    text = script.read_text()
+    # login_count 2 on 2024-03-01 is what the 2024-03-03 label of user 42 sees.
+    assert '"login_count": [2, 5, 9, 1]' in text
+    script.write_text(text.replace('"login_count": [2, 5, 9, 1]', '"login_count": [3, 5, 9, 1]'))
+    result = run_pipeline(script, tmp_path / "run")
+    assert result.returncode == 1
+    assert "training set 'train'" in result.stderr and "late_train" not in result.stderr
+    assert "fingerprint mismatch" in result.stderr
+    assert "'train': 4 rows x 6 columns" in result.stdout and "CHANGED" in result.stdout
+    # A value no label row can see (2024-03-04 lies between the label times) changes nothing.
+    script.write_text(text.replace('"login_count": [2, 5, 9, 1]', '"login_count": [2, 6, 9, 1]'))
+    assert run_pipeline(script, tmp_path / "run2").returncode == 0
+
+
+@pytest.mark.notebook
+def test_fingerprints_come_from_saved_outputs_without_the_store(demo_run: Path, tmp_path: Path) -> None:
+    alone = tmp_path / "copied" / demo_run.name
+    alone.parent.mkdir()
+    shutil.copy(demo_run, alone)  # no .fsnb beside it
+    pipeline = export(alone)
+    from_store = export(demo_run)
+    assert {n: t.fingerprint for n, t in pipeline.training_sets.items()} == {
+        n: t.fingerprint for n, t in from_store.training_sets.items()
+    }
+    assert all(t.source == "the notebook's saved output" for t in pipeline.training_sets.values())
+    assert all(t.fingerprint for t in pipeline.training_sets.values())
+
+
+def _store_records(path: Path) -> list[dict[str, Any]]:
+    from fsnb.registry import Registry
+
+    registry = Registry(path / "registry.sqlite")
+    try:
+        return registry.training_sets()
+    finally:
+        registry.close()
+
+
+# -- every notebook of the project ---------------------------------------------------------------
+@pytest.mark.notebook
+@pytest.mark.slow
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_project_notebook_exports_and_reproduces(notebook: Path, tmp_path: Path) -> None:
+    ran = execute_notebook(notebook, tmp_path / "notebook")
+    script = tmp_path / "pipeline.py"
+    result = fsnb_command("export", str(ran), "-o", str(script), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    pipeline = export(ran)
+    assert all(t.fingerprint for t in pipeline.training_sets.values())
+
+    first = run_pipeline(script, tmp_path / "fresh")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert first.stdout.count("same as in the notebook") == len(pipeline.training_sets)
+    again = run_pipeline(script, tmp_path / "fresh")
+    assert again.returncode == 0, again.stdout + again.stderr
+    if not pipeline.training_sets:
+        # Nothing recorded (the notebook uses no %training_set -o): it must still
+        # rebuild, and the export must say that nothing is checked.
+        assert "builds no training set" in result.stderr
+        assert "ok: 0 of 0 training set(s)" in first.stdout
+        assert notebook.name != "quickstart.ipynb"
+        return
+
+    old, new = mutate_one_input(script, tmp_path)
+    changed = run_pipeline(script, tmp_path / "changed")
+    assert changed.returncode == 1, f"{old} -> {new}: {changed.stdout}"
+    named = [n for n in pipeline.training_sets if f"training set '{n}'" in changed.stderr]
+    assert named, changed.stderr
+
+
+# -- translation, without a kernel ------------------------------------------------------------------
+@pytest.fixture
+def nb_dir(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path
+
+
+def test_feature_view_flags_become_feature_view_arguments(nb_dir: Path) -> None:
+    path = write_notebook(
+        nb_dir / "n.ipynb",
+        "%load_ext fsnb",
+        "%%feature_view clicks --entity user_id,item_id --timestamp ts --created ingested_at --ttl 12h "
+        '--offline-only --stream --description "clicks per item"\nSELECT * FROM raw\n',
+        "%%feature_view from_file --entity user_id\nevents.parquet",
+        "%%feature_view from_frame --entity user_id\nevents_df",
+    )
+    script = export(path).script
+    assert "%load_ext" not in script and "get_ipython" not in script
+    assert 'CLICKS_SQL = "SELECT * FROM raw"' in script
+    for piece in (
+        '"clicks"',
+        'entities=["user_id", "item_id"]',
+        'timestamp_field="ts"',
+        'created_timestamp_field="ingested_at"',
+        'ttl="12h"',
+        "online=False",
+        'sync="stream"',
+        'description="clicks per item"',
+        "query=CLICKS_SQL",
+        "fsnb.sources.run_sql(CLICKS_SQL, namespace=locals())",
+        "fsnb.sources.to_arrow(FROM_FILE_SQL)",
+        "events_df,",
+        "replace=True",
+    ):
+        assert piece in script, piece
+
+
+def test_line_magics_become_api_calls(nb_dir: Path) -> None:
+    path = write_notebook(
+        nb_dir / "n.ipynb",
+        "%training_set labels v:a v:b -o train --timestamp label_ts --as-of-ingestion --full-names --explore",
+        "x = %training_set labels.parquet v:*",
+        "%training_set labels v:a",
+        "%materialize --start 2024-01-01 --end 2024-02-01 --view v\n%materialize --incremental",
+        "r = %online_features v:a v:b --entity user_id=42,region=eu --entity user_id='7',region=us",
+        "%online_features v:a --entity user_id=1 -o served",
+        "%fsnb open /somewhere/.fsnb\nviews = %fsnb list\nv = %fsnb show v\n%fsnb list",
+        "report = %leakage labels v:a --timestamp label_ts\n%leakage labels v:a",
+    )
+    script = export(path).script
+    for piece in (
+        'train = store.get_historical_features(\n        labels,\n        ["v:a", "v:b"],\n'
+        '        timestamp_field="label_ts",\n        full_feature_names=True,\n        as_of_ingestion=True,\n    )',
+        'store.record_training_set("train", train, ["v:a", "v:b"])\n    training_sets["train"] = train',
+        'x = store.get_historical_features("labels.parquet", ["v:*"])',
+        "# notebook only: %training_set labels v:a",
+        'store.materialize(start="2024-01-01", end="2024-02-01", views=["v"])',
+        "store.materialize_incremental()",
+        '[{"user_id": 42, "region": "eu"}, {"user_id": 7, "region": "us"}]',
+        'served = store.get_online_features(["v:a"], [{"user_id": 1}])',
+        "# the notebook opened the store /somewhere/.fsnb here; this pipeline uses --store",
+        "views = store.list_feature_views()",
+        'v = store.get_feature_view("v")',
+        'report = store.explain_leakage(labels, ["v:a"], timestamp_field="label_ts")',
+        "# notebook only (the leakage explorer): %leakage labels v:a",
+    ):
+        assert piece in script, piece
+    assert '"train": None,  # not recorded' in script
+
+
+def test_notebook_code_is_kept_verbatim_and_display_lines_dropped(nb_dir: Path) -> None:
+    code = 'import polars as pl\n\nfrom math import *\n\ntext = """line one\n  indented inside a string\n"""\nevents = pl.DataFrame({"a": [1]})\nevents\nevents.head()\ndisplay(events)\nx = 1; display(x)\nfor i in range(2):\n    display(i)\n!pip install nothing\n%timeit sum([1])\n%time y = 2'
+    pipeline = export(write_notebook(nb_dir / "n.ipynb", code))
+    script = pipeline.script
+    body = ast.get_source_segment(script, build_function(script)) or ""
+    assert 'text = """line one\n  indented inside a string\n"""' in body  # string content untouched
+    assert '    events = pl.DataFrame({"a": [1]})' in body
+    assert "\n    events\n" not in body and "display(" not in body
+    assert "    events.head()" in body  # a call may have effects: kept
+    assert "    x = 1; pass" in body
+    assert "    for i in range(2):\n        pass" in body
+    assert "# notebook only: !pip install nothing" in body
+    assert "# notebook only: %timeit sum([1])" in body
+    assert "    y = 2" in body
+    assert script.index("from math import *") < script.index("def build(")
+    assert any("!pip install nothing" in w for w in pipeline.warnings)
+    # The script is valid Python whose layout a person would recognise.
+    tree = ast.parse(script)
+    assert ast.get_docstring(tree) and [f.name for f in tree.body if isinstance(f, ast.FunctionDef)] == [
+        "build",
+        "check_fingerprints",
+        "main",
+    ]
+
+
+def test_names_taken_by_the_notebook_are_not_reused(nb_dir: Path) -> None:
+    path = write_notebook(
+        nb_dir / "n.ipynb",
+        "store = 'my shop'\ntraining_sets = []",
+        "%training_set labels v:a -o train",
+        "s = %fsnb",
+    )
+    script = export(path).script
+    assert "def build(feature_store: fsnb.FeatureStore)" in script
+    assert "train = feature_store.get_historical_features(labels" in script
+    assert 'built_training_sets["train"] = train' in script
+    assert "s = feature_store" in script
+    assert "store = 'my shop'" in script
+
+
+def test_fingerprint_read_from_saved_html_or_text_output(nb_dir: Path) -> None:
+    html = new_output("display_data", data={"text/html": "<table><tr><th>fingerprint</th><td>0123456789abcdef</td></tr></table>"})
+    text = new_output("display_data", data={"text/plain": "training set t2: 3 rows\nfingerprint fedcba9876543210"})
+    path = write_notebook(
+        nb_dir / "n.ipynb",
+        "%training_set labels v:a -o t1",
+        "%training_set labels v:a -o t2",
+        outputs={0: [html], 1: [text]},
+    )
+    sets = export(path).training_sets
+    assert sets["t1"].fingerprint == "0123456789abcdef"
+    assert sets["t2"].fingerprint == "fedcba9876543210"
+
+
+@pytest.mark.parametrize(
+    ("cell", "message"),
+    [
+        ("print(%training_set labels v:a)", "a magic inside an expression cannot be exported"),
+        ("x = [%materialize]", "a magic inside an expression cannot be exported"),
+        ("%training_set labels", "%training_set: the following arguments are required: features"),
+        ("%%feature_view v\nSELECT 1", "%%feature_view: the following arguments are required: --entity"),
+        ("%%feature_view v --entity k\n", "has no SQL"),
+        ("out = !ls", "write it with subprocess"),
+        ("x = %who_ls", "has no plain-Python equivalent"),
+        ("def f(:\n    pass", "cell 1 line 1"),
+    ],
+)
+def test_untranslatable_cells_give_one_line_errors(nb_dir: Path, cell: str, message: str) -> None:
+    path = write_notebook(nb_dir / "n.ipynb", cell)
+    with pytest.raises(ExportError) as info:
+        export(path)
+    assert "\n" not in str(info.value)
+    assert message in str(info.value)
+
+
+def test_cli_errors_are_one_line_with_non_zero_exit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["export", str(tmp_path / "missing.ipynb"), "-o", str(tmp_path / "p.py")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("fsnb export: error: no notebook at") and "\n" not in err
+    (tmp_path / "bad.ipynb").write_text("{not json")
+    assert cli_main(["export", str(tmp_path / "bad.ipynb")]) == 1
+    assert "cannot read" in capsys.readouterr().err
+    assert cli_main(["list", "--store", str(tmp_path / "nothing")]) == 1
+    assert "no fsnb store at" in capsys.readouterr().err
+    nb = write_notebook(tmp_path / "ok.ipynb", "x = 1")
+    assert cli_main(["export", str(nb), "--store", str(tmp_path / "nothing")]) == 1
+    assert "no fsnb store at" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        cli_main(["frobnicate"])
+    assert info.value.code == 2
+
+
+def test_cli_export_to_stdout_and_read_only_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import polars as pl
+
+    import fsnb
+
+    nb = write_notebook(tmp_path / "tiny.ipynb", "x = 1")
+    assert cli_main(["export", str(nb)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith('"""Pipeline exported from tiny.ipynb') and "    x = 1" in out
+
+    with fsnb.FeatureStore(tmp_path / "s") as store:
+        frame = pl.DataFrame(
+            {"user_id": [1, 2], "event_timestamp": [datetime(2024, 1, 1), datetime(2024, 1, 2)], "n": [3, 4]}
+        )
+        store.register(fsnb.FeatureView("counts", entities=["user_id"], ttl="7d", description="how many"), frame)
+        store.record_training_set("ts", frame, ["counts:n"])
+        # Read-only commands work while this process holds the store open.
+        assert cli_main(["list", "--store", str(tmp_path / "s")]) == 0
+        listing = capsys.readouterr().out
+        assert "1 feature view" in listing and "counts  v1  keys user_id  1 features  2 rows" in listing
+        assert f"ts  fingerprint {fsnb.fingerprint(frame)}" in listing
+        assert cli_main(["show", "counts", "--store", str(tmp_path / "s")]) == 0
+        shown = capsys.readouterr().out
+        assert "counts (version 1 of 1)" in shown and "ttl        7d" in shown and "feature    n BIGINT" in shown
+        assert cli_main(["show", "count", "--store", str(tmp_path / "s")]) == 1
+        assert "did you mean 'counts'" in capsys.readouterr().err
+    frame.write_parquet(tmp_path / "f.parquet")
+    assert cli_main(["fingerprint", str(tmp_path / "f.parquet")]) == 0
+    assert capsys.readouterr().out.split()[0] == fsnb.fingerprint(frame)
