@@ -459,3 +459,25 @@ def test_training_set_explore_and_leakage_open_the_explorer(ip: InteractiveShell
     assert hasattr(widget, "_repr_mimebundle_") or hasattr(widget, "_ipython_display_")
     frame = ip.run_line_magic("training_set", "labels user_stats:login_count --explore")
     assert frame["login_count"].to_list() == [2, 1, None, 2]
+
+
+def test_every_magic_and_flag_is_documented(ip: InteractiveShell) -> None:
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "notebook.md").read_text()
+    magics = magics_of(ip)
+    for kind, names in magics.magics.items():
+        for name in names:
+            prefix = "%%" if kind == "cell" else "%"
+            assert f"`{prefix}{name}" in docs, f"{prefix}{name} is not documented in docs/notebook.md"
+            for action in getattr(magics, name).parser._actions:
+                for flag in action.option_strings:
+                    if flag not in ("-h", "--help"):
+                        assert flag in docs, f"{prefix}{name} {flag} is not documented in docs/notebook.md"
+
+
+def test_entity_values_follow_the_registered_key_type() -> None:
+    from fsnb.magics import _entity_row
+
+    assert _entity_row("sku=007,n=42", {"sku": "VARCHAR", "n": "BIGINT"}) == {"sku": "007", "n": 42}
+    assert _entity_row("x=1.5,f=true", {"x": "DOUBLE", "f": "BOOLEAN"}) == {"x": 1.5, "f": True}
+    assert _entity_row("k=12", {}) == {"k": 12}
+    assert _entity_row("k=ab", {}) == {"k": "ab"}
