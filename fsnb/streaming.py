@@ -89,9 +89,9 @@ def announce_uncommitted(store: FeatureStore) -> None:
     lag = uncommitted(store.path)
     if not lag or not any(lag.values()):
         return
-    parts = [f"{n} not applied to the {c} store" for c, n in lag.items() if n]
+    parts = [f"{n} {'entry' if n == 1 else 'entries'} not applied to the {c} store" for c, n in lag.items() if n]
     msg = (
-        f"fsnb: the feature log of {store.path} has entries {' and '.join(parts)} "
+        f"fsnb: the feature log of {store.path} has {' and '.join(parts)} "
         "(a pushing process stopped early); run store.sync() to apply them"
     )
     warnings.warn(msg, UncommittedLog, stacklevel=3)
@@ -120,9 +120,12 @@ def push(store: FeatureStore, name: str, data: Any, *, namespace: Mapping[str, A
     _crash_point("after_append")
     session = store.__dict__.get("_fsnb_producer")
     apply_pending(store, ONLINE)
-    if session is None or log.end_offset() - log.committed(OFFLINE) >= session.offline_every:
+    compact_now = offset % _COMPACT_EVERY == 0
+    if session is None:
         apply_pending(store, OFFLINE)
-    if offset % _COMPACT_EVERY == 0:
+    elif log.end_offset() - log.committed(OFFLINE) >= session.offline_every:
+        compact_now = bool(apply_pending(store, OFFLINE)) or compact_now  # after each group
+    if compact_now:
         compact(store)
     return offset
 
@@ -130,17 +133,16 @@ def push(store: FeatureStore, name: str, data: Any, *, namespace: Mapping[str, A
 def _match_version(store: FeatureStore, name: str, table: pa.Table) -> tuple[int, CheckedBatch]:
     """The newest version of the view the batch fits; nothing matching is an error."""
     versions = list(reversed(store.registry.versions(name)))
-    first_error: FsnbError | None = None
+    errors: list[tuple[int, FsnbError]] = []
     for vv in versions:
         try:
             return vv.version, _check(store, vv.view, table)
         except SchemaMismatch as exc:
-            first_error = first_error or exc
-    assert first_error is not None
-    if len(versions) == 1:
-        raise first_error
-    known = ", ".join(str(v.version) for v in reversed(versions))
-    msg = f"{first_error} (the batch matches none of the versions {known} of '{name}'; nothing was appended)"
+            errors.append((vv.version, exc))
+    if len(errors) == 1:
+        raise errors[0][1]
+    reasons = "; ".join(f"version {v}: {str(e).split('; ')[0]}" for v, e in errors)
+    msg = f"the batch matches no version of '{name}' ({reasons}); nothing was appended"
     raise SchemaMismatch(msg)
 
 
@@ -459,6 +461,7 @@ def producer(store: FeatureStore, *, offline_every: int = 32) -> Iterator[None]:
                 for name in session.stale:
                     if store.registry.has(name):
                         store._refresh_stats(store.registry.latest(name).view)
+                compact(store)
     finally:
         store.__dict__["_fsnb_producer"] = None
 
