@@ -100,6 +100,22 @@ class FeatureLog(Protocol):
         """Drop entries with offset < ``offset``; return how many were dropped."""
         ...
 
+    def pending(self, after: int) -> list[tuple[int, str, int]]:
+        """(offset, view, rows) of the entries after ``after``, without their payloads."""
+        ...
+
+    def size(self) -> int:
+        """Entries currently retained."""
+        ...
+
+    def first_offset_since(self, appended_us: int) -> int | None: ...
+
+    def last_appended_us(self, view: str) -> int | None: ...
+
+    def get_setting(self, key: str) -> str | None: ...
+
+    def set_setting(self, key: str, value: str) -> None: ...
+
     def consumer_lock(self, consumer: str) -> AbstractContextManager[None]:
         """Held while a consumer applies and commits (one applier per consumer)."""
         ...
@@ -199,6 +215,11 @@ class SqliteLog:
     def size(self) -> int:
         """Entries currently retained."""
         return int(self.con.execute("SELECT count(*) FROM entries").fetchone()[0])
+
+    def first_offset_since(self, appended_us: int) -> int | None:
+        """Offset of the oldest retained entry appended at or after the time (None: none)."""
+        row = self.con.execute("SELECT min(position) FROM entries WHERE appended_us >= ?", (appended_us,)).fetchone()
+        return int(row[0]) if row and row[0] is not None else None
 
     def last_appended_us(self, view: str) -> int | None:
         row = self.con.execute("SELECT max(appended_us) FROM entries WHERE view = ?", (view,)).fetchone()

@@ -37,10 +37,10 @@ import pyarrow as pa
 from fsnb.definitions import FeatureView
 from fsnb.errors import FsnbError, InvalidData, InvalidDefinition, SchemaMismatch
 from fsnb.log import CONSUMERS, LogEntry, SqliteLog, encode_batch, now_us, uncommitted
-from fsnb.online import TS, encode_sql
+from fsnb.online import encode_sql
 from fsnb.pit import latest_per_entity_sql
 from fsnb.sources import to_arrow
-from fsnb.sqlnames import ENTRY, offline_table, online_table, q, qlist
+from fsnb.sqlnames import ENTRY, offline_table, q
 from fsnb.validation import CheckedBatch, check_batch
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ def log_of(store: FeatureStore) -> SqliteLog:
     if log is None:
         log = SqliteLog(store.path)
         store.__dict__["_fsnb_log"] = log
-    return log  # type: ignore[no-any-return]
+    return log
 
 
 def _scratch(store: FeatureStore) -> duckdb.DuckDBPyConnection:
@@ -75,7 +75,7 @@ def _scratch(store: FeatureStore) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect()
         con.execute("SET TimeZone = 'UTC'")
         store.__dict__["_fsnb_scratch"] = con
-    return con  # type: ignore[no-any-return]
+    return con
 
 
 def _crash_point(name: str) -> None:
@@ -490,7 +490,7 @@ def set_retention(store: FeatureStore, *, keep_entries: int = 0, keep_seconds: f
 
 def retention(store: FeatureStore) -> dict[str, float]:
     raw = log_of(store).get_setting("retention")
-    return json.loads(raw) if raw else {"keep_entries": 0, "keep_seconds": 0.0}  # type: ignore[no-any-return]
+    return json.loads(raw) if raw else {"keep_entries": 0, "keep_seconds": 0.0}
 
 
 def compact(store: FeatureStore) -> int:
@@ -501,9 +501,9 @@ def compact(store: FeatureStore) -> int:
     cut = min(cut, log.end_offset() - int(policy["keep_entries"]) + 1)
     if policy["keep_seconds"]:
         cutoff = now_us() - int(policy["keep_seconds"] * 1_000_000)
-        row = log.con.execute("SELECT min(position) FROM entries WHERE appended_us >= ?", (cutoff,)).fetchone()
-        if row and row[0] is not None:
-            cut = min(cut, int(row[0]))
+        young = log.first_offset_since(cutoff)
+        if young is not None:
+            cut = min(cut, young)
     if cut <= log.start_offset():
         return 0
     return log.truncate_before(cut)
@@ -514,6 +514,31 @@ def _from_us(value: int | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value / 1_000_000, timezone.utc)
 
 
+def _online_rows_now(store: FeatureStore, view: FeatureView) -> list[tuple[Any, ...]]:
+    """Every online row of the view as (keys..., ts_us, features...), through the online
+    store's own interface (SQLite or Redis); features it lacks a column for are None."""
+    columns = store.online.columns(view.name)
+    if not columns:
+        return []
+    present = [f for f in view.feature_names if f in columns]
+    if len(present) == len(view.feature_names):
+        return store.online.dump(view)
+    rows = store.online.dump(replace(view, features=present or None))
+    nkeys = len(view.entity_columns) + 1
+    where = {f: i for i, f in enumerate(present)}
+    return [
+        (*r[:nkeys], *(r[nkeys + where[f]] if f in where else None for f in view.feature_names)) for r in rows
+    ]
+
+
+def _online_latest_us(store: FeatureStore, view: FeatureView) -> int | None:
+    latest = getattr(store.online, "latest_event_us", None)
+    if latest is not None:
+        return latest(view.name)  # type: ignore[no-any-return]
+    ts = [r[len(view.entity_columns)] for r in _online_rows_now(store, view)]
+    return max(ts) if ts else None
+
+
 def freshness(store: FeatureStore) -> pl.DataFrame:
     """Per view: newest event time offline and online, log end, each consumer's offset and lag."""
     log = log_of(store)
@@ -521,8 +546,8 @@ def freshness(store: FeatureStore) -> pl.DataFrame:
     committed = {c: log.committed(c) for c in CONSUMERS}
     lag_by_view: dict[str, dict[str, int]] = {}
     for consumer, done in committed.items():
-        for _, view, _rows in log.pending(done):
-            lag_by_view.setdefault(view, {ONLINE: 0, OFFLINE: 0})[consumer] += 1
+        for _, pending_view, _rows in log.pending(done):
+            lag_by_view.setdefault(pending_view, {ONLINE: 0, OFFLINE: 0})[consumer] += 1
     views = store.list_feature_views()
     offline_latest: dict[str, datetime | None] = {}
     with store.offline.connect() as con:
@@ -532,10 +557,7 @@ def freshness(store: FeatureStore) -> pl.DataFrame:
                 offline_latest[view.name] = value
     records = []
     for view in views:
-        online_latest = None
-        if view.online and store.online.columns(view.name):
-            (value,) = store.online.con.execute(f"SELECT max({TS}) FROM {online_table(view.name)}").fetchone()
-            online_latest = _from_us(value)
+        online_latest = _from_us(_online_latest_us(store, view)) if view.online else None
         lag = lag_by_view.get(view.name, {ONLINE: 0, OFFLINE: 0})
         records.append(
             {
@@ -551,7 +573,7 @@ def freshness(store: FeatureStore) -> pl.DataFrame:
                 "offline_lag": lag[OFFLINE],
             }
         )
-    schema = {
+    schema: dict[str, Any] = {
         "view": pl.String,
         "sync": pl.String,
         "offline_latest": pl.Datetime("us", "UTC"),
@@ -623,13 +645,7 @@ def check_skew(store: FeatureStore, name: str) -> SkewReport:
                     )
                 for row in con.execute(f"SELECT {select} FROM ({inner})", [as_of]).fetchall():
                     offline[tuple(row[: len(keys)])] = tuple(row[len(keys) :])
-    online: dict[tuple[Any, ...], tuple[Any, ...]] = {}
-    cols = store.online.columns(name)
-    if cols:
-        picked = [f"{q(f)}" if f in cols else "NULL" for f in feats]
-        sql = f"SELECT {qlist(keys)}, {TS}, {', '.join(picked)} FROM {online_table(name)}"
-        for row in store.online.con.execute(sql):
-            online[tuple(row[: len(keys)])] = tuple(row[len(keys) :])
+    online = {tuple(row[: len(keys)]): tuple(row[len(keys) :]) for row in _online_rows_now(store, view)}
     details: list[dict[str, Any]] = []
     for key in dict.fromkeys([*offline, *online]):
         on, off = online.get(key), offline.get(key)
