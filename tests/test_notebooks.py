@@ -25,7 +25,6 @@ def test_notebook_runs_without_errors(path: Path, tmp_path: Path) -> None:
     assert errors == []
     assert all(c.get("execution_count") for c in nb.cells if c.cell_type == "code" and c.source.strip())
     assert path.read_bytes() == before  # running a notebook never rewrites it
-    assert (tmp_path / "store" / "registry.sqlite").exists()  # it used the store it was given
 
 
 def test_make_demo_runs_the_quickstart_and_prints_the_story(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
