@@ -91,6 +91,19 @@ class OnlineStore:
     def forget_columns(self) -> None:
         self._columns.clear()
 
+    # A reader that hits one of these retries once with fresh schema information.
+    stale_errors: tuple[type[Exception], ...] = (sqlite3.OperationalError,)
+
+    def reader(self, view: FeatureView, features: list[str], output_names: list[str]) -> ViewReader:
+        return make_reader(self, view, features, output_names)
+
+    def latest_event_us(self, name: str) -> int | None:
+        """The newest event time stored for a view (None when it has no values)."""
+        if not self.columns(name):
+            return None
+        row = self.con.execute(f"SELECT max({TS}) FROM {online_table(name)}").fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
     def ensure_table(self, view: FeatureView) -> None:
         table = online_table(view.name)
         existing = self.columns(view.name)
@@ -190,9 +203,11 @@ class ViewReader:
     single_sql: str
     table: str
     exists: bool
+    con: sqlite3.Connection
 
-    def read(self, con: sqlite3.Connection, keys: list[tuple[Any, ...]], now: int) -> list[list[Any]]:
+    def read(self, keys: list[tuple[Any, ...]], now: int) -> list[list[Any]]:
         """One list per feature, one value per key (None when absent or expired)."""
+        con = self.con
         nfeat = len(self.features)
         if not self.exists:
             return [[None] * len(keys) for _ in range(nfeat)]
@@ -259,4 +274,5 @@ def make_reader(
         single_sql=f"SELECT {cols} FROM {table} WHERE {where}",
         table=table,
         exists=bool(store.columns(view.name)) and all(f in store.columns(view.name) for f in features),
+        con=store.con,
     )

@@ -4,18 +4,18 @@ lives in offline.py / pit.py / online.py / materialize.py."""
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
 from fsnb import types
+from fsnb.config import load_config
 from fsnb.definitions import FeatureView, parse_feature_refs
 from fsnb.errors import (
     FsnbError,
@@ -26,11 +26,14 @@ from fsnb.errors import (
     closest,
 )
 from fsnb.offline import OfflineStore
-from fsnb.online import OnlineStore, ViewReader, make_reader, now_us
+from fsnb.online import OnlineStore, ViewReader, now_us
 from fsnb.pit import LABELS, ROW, T, ViewSelection, point_in_time_sql
 from fsnb.registry import Registry, ViewVersion
 from fsnb.sources import to_arrow
 from fsnb.validation import arrow_duck_types, check_batch
+
+if TYPE_CHECKING:
+    from fsnb.online_redis import RedisOnlineStore
 
 DEFAULT_PATH = ".fsnb"
 
@@ -74,7 +77,19 @@ class FeatureSelection:
 class FeatureStore:
     """A feature store in one directory: registry, offline DuckDB, online SQLite."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = DEFAULT_PATH, *, lock_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = DEFAULT_PATH,
+        *,
+        online: str | None = None,
+        log: str | None = None,
+        lock_timeout: float = 60.0,
+    ) -> None:
+        """Open (or create) the store in directory path.
+
+        online / log: "sqlite" (the default, files in the directory) or a redis:// URL;
+        when not given, ``fsnb.toml`` in the directory decides.
+        """
         if path is None:
             path = os.environ.get("FSNB_STORE", DEFAULT_PATH)
         self.path = Path(path).expanduser().resolve()
@@ -84,12 +99,32 @@ class FeatureStore:
         self.path.mkdir(parents=True, exist_ok=True)
         self.registry = Registry(self.path / "registry.sqlite")
         self.offline = OfflineStore(self.path / "offline.duckdb", lock_timeout=lock_timeout)
-        self.online = OnlineStore(self.path / "online.sqlite")
+        self.config = load_config(self.path, online=online, log=log)
+        self.online = self._open_online()
         self._readers: dict[tuple[str, ...], tuple[int, list[ViewReader], list[str]]] = {}
         if (self.path / "log.sqlite").exists():
             from fsnb.streaming import announce_uncommitted
 
             announce_uncommitted(self)  # a pushing process died before its consumers committed
+
+    def _open_online(self) -> OnlineStore | RedisOnlineStore:
+        url = self.config.online
+        if url is None or url == "sqlite":
+            return OnlineStore(self.path / "online.sqlite")
+        from fsnb.online_redis import RedisOnlineStore
+
+        return RedisOnlineStore(url, namespace=self.store_id)
+
+    @property
+    def store_id(self) -> str:
+        """A random id fixed at creation: names this store's keys in shared backends."""
+        value = self.registry.get("store_id")
+        if value is None:
+            import uuid
+
+            value = uuid.uuid4().hex[:12]
+            self.registry.set("store_id", value)
+        return str(value)
 
     def close(self) -> None:
         self.registry.close()
@@ -389,27 +424,26 @@ class FeatureStore:
             msg = f"entity row lacks key '{exc.args[0]}'; give every row {entity_columns}"
             raise InvalidData(msg) from None
         now = now_us()
-        con = self.online.con
         for reader in readers:
             if len(reader.view.entity_columns) == 1:
                 keys = [(v,) for v in out[reader.view.entity_columns[0]]]
             else:
                 keys = list(zip(*(out[k] for k in reader.view.entity_columns), strict=True))
             try:
-                rows = reader.read(con, keys, now)
-            except sqlite3.OperationalError:
+                rows = reader.read(keys, now)
+            except self.online.stale_errors:
                 # The table was dropped or altered by another process: rebuild once.
                 self._readers.pop(cache_key, None)
                 self.online.forget_columns()
-                reader = make_reader(self.online, reader.view, reader.features, reader.output_names)
-                rows = reader.read(con, keys, now)
+                reader = self.online.reader(reader.view, reader.features, reader.output_names)
+                rows = reader.read(keys, now)
             for name, values in zip(reader.output_names, rows, strict=True):
                 out[name] = values
         return out
 
     def _build_readers(self, features: tuple[str, ...]) -> tuple[list[ViewReader], list[str]]:
         selection = self.resolve(features)
-        readers = [make_reader(self.online, s.view, s.features, s.output_names) for s in selection.selections]
+        readers = [self.online.reader(s.view, s.features, s.output_names) for s in selection.selections]
         offline_only = [s.view.name for s in selection.selections if not s.view.online]
         if offline_only:
             msg = f"feature view '{offline_only[0]}' is offline-only; register it with online=True to serve it"

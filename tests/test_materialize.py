@@ -18,6 +18,12 @@ def _events(keys, hours_ago, values) -> pl.DataFrame:
     })
 
 
+
+@pytest.fixture
+def store(online_store):
+    """Every test here runs against the SQLite and the Redis online store."""
+    return online_store
+
 def test_full_materialize_takes_latest_per_key_up_to_end(store) -> None:
     store.register(fsnb.FeatureView("s", entities=["k"]), _events([1, 1, 2, 2], [10, 5, 8, -3], [1, 2, 3, 4]))
     assert store.materialize() == {"s": 2}

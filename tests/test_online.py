@@ -14,6 +14,12 @@ from fsnb.online import TS
 NOW = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
 
 
+
+@pytest.fixture
+def store(online_store):
+    """Every test here runs against the SQLite and the Redis online store."""
+    return online_store
+
 def test_online_equals_offline_point_in_time_now_for_every_entity(store) -> None:
     rng = random.Random(7)
     rows = 3000
@@ -84,12 +90,23 @@ def test_batch_of_thousand_entities_is_one_query(store) -> None:
         pl.DataFrame({"k": list(range(2000)), "event_timestamp": [NOW] * 2000, "x": list(range(2000))}),
     )
     store.materialize()
-    statements: list[str] = []
-    store.online.con.set_trace_callback(statements.append)
-    got = store.get_online_features(["s:x"], [{"k": i} for i in range(0, 2000, 2)])
-    store.online.con.set_trace_callback(None)
+    rows = [{"k": i} for i in range(0, 2000, 2)]
+    store.get_online_features(["s:x"], rows[:2])  # readers built before counting
+    if hasattr(store.online, "con"):  # SQLite: count statements
+        statements: list[str] = []
+        store.online.con.set_trace_callback(statements.append)
+        got = store.get_online_features(["s:x"], rows)
+        store.online.con.set_trace_callback(None)
+        trips = len([s for s in statements if s.lstrip().upper().startswith("SELECT")])
+    else:  # Redis: count commands and pipelines sent
+        sent = []
+        original = store.online._call
+        store.online._call = lambda fn, *a, **k: (sent.append(fn), original(fn, *a, **k))[1]
+        got = store.get_online_features(["s:x"], rows)
+        store.online._call = original
+        trips = len(sent)
     assert got["x"] == list(range(0, 2000, 2))
-    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 1
+    assert trips == 1
 
 
 def test_offline_only_view_cannot_be_served(store) -> None:
