@@ -35,7 +35,7 @@ import polars as pl
 import pyarrow as pa
 
 from fsnb.definitions import FeatureView
-from fsnb.errors import FsnbError, InvalidData, InvalidDefinition, SchemaMismatch
+from fsnb.errors import FsnbError, InvalidData, InvalidDefinition, SchemaMismatch, StoreError
 from fsnb.log import CONSUMERS, LogEntry, SqliteLog, encode_batch, now_us, uncommitted
 from fsnb.online import encode_sql
 from fsnb.pit import latest_per_entity_sql
@@ -61,8 +61,16 @@ class UncommittedLog(UserWarning):
 
 # -- per-store state ------------------------------------------------------------------
 def log_of(store: FeatureStore) -> SqliteLog:
+    """The store's feature log (the one place that picks the backend)."""
     log = store.__dict__.get("_fsnb_log")
     if log is None:
+        url = getattr(getattr(store, "config", None), "log", None)
+        if url not in (None, "sqlite"):
+            msg = (
+                f"this fsnb has no Redis log backend yet (log = {url!r} in the store's config); "
+                "remove the [log] setting to use the embedded log"
+            )
+            raise StoreError(msg)
         log = SqliteLog(store.path)
         store.__dict__["_fsnb_log"] = log
     return log
@@ -453,7 +461,9 @@ def producer(store: FeatureStore, *, offline_every: int = 32) -> Iterator[None]:
     session = _Producer(offline_every)
     store.__dict__["_fsnb_producer"] = session
     try:
-        with store.offline.connect():
+        # The offline consumer's lock first, then the offline database: the order every
+        # pusher uses, so a concurrent pusher waits for the session instead of deadlocking.
+        with log_of(store).consumer_lock(OFFLINE), store.offline.connect():
             try:
                 yield
             finally:

@@ -360,6 +360,29 @@ def test_crash_at_each_step_of_a_push_is_recovered(tmp_path: Path, crash_at: str
 
 
 @pytest.mark.slow
+def test_concurrent_pushers_share_one_log(tmp_path: Path) -> None:
+    path = tmp_path / "s"
+    stream_store(path).close()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", PRODUCER, str(path), str(first), "15", "40"], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for first in (0, 1000)
+    ]
+    acked: set[int] = set()
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        acked |= {int(line.split()[1]) for line in out.splitlines() if line.startswith("ack ")}
+    assert len(acked) == 30
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # both finished: nothing left uncommitted
+        store = fsnb.FeatureStore(path)
+    store.close()
+    check_recovered(path, acked, 40)
+
+
+@pytest.mark.slow
 def test_random_sigkills_lose_no_acknowledged_batch(tmp_path: Path) -> None:
     path = tmp_path / "s"
     stream_store(path).close()
