@@ -206,15 +206,16 @@ class _Views:
 
     def __init__(self, store: FeatureStore) -> None:
         self.store = store
-        self._cache: dict[tuple[str, int], tuple[FeatureView, FeatureView] | None] = {}
+        self._cache: dict[tuple[str, int], tuple[FeatureView, dict[str, str | None]] | None] = {}
 
-    def get(self, name: str, version: int) -> tuple[FeatureView, FeatureView] | None:
+    def get(self, name: str, version: int) -> tuple[FeatureView, dict[str, str | None]] | None:
+        """(view to apply under, the type of each of its features, None where not known yet)."""
         key = (name, version)
         if key not in self._cache:
             self._cache[key] = self._load(name, version)
         return self._cache[key]
 
-    def _load(self, name: str, version: int) -> tuple[FeatureView, FeatureView] | None:
+    def _load(self, name: str, version: int) -> tuple[FeatureView, dict[str, str | None]] | None:
         if not self.store.registry.has(name):
             return None  # the view was deleted after the push: its entries have nowhere to go
         versions = {v.version: v.view for v in self.store.registry.versions(name)}
@@ -225,10 +226,10 @@ class _Views:
             feats.setdefault(f, t)
         target = replace(
             latest,
-            features={f: t or "VARCHAR" for f, t in feats.items()},
+            features={f: t for f, t in feats.items() if t} if all(feats.values()) else list(feats),
             entity_types=latest.entity_types or own.entity_types,
         )
-        return own, target
+        return target, feats
 
 
 def _apply_online(store: FeatureStore, entries: Sequence[LogEntry]) -> None:
@@ -239,10 +240,10 @@ def _apply_online(store: FeatureStore, entries: Sequence[LogEntry]) -> None:
     try:
         for entry in entries:
             found = views.get(entry.view, entry.version)
-            if found is None or not found[1].online:
+            if found is None or not found[0].online:
                 continue
             table = entry.table()
-            target = _typed(store, found[1], table)
+            target = _typed(store, *found, table)
             rows = _online_rows(con, target, table, entry.offset)
             online.ensure_table(target)
             online.write_rows(target, rows)
@@ -367,7 +368,7 @@ def _apply_offline(store: FeatureStore, entries: Sequence[LogEntry]) -> None:
             first, last = group[0][0].offset, group[-1][0].offset
             found = views.get(group[0][0].view, group[0][0].version)
             assert found is not None
-            target = _typed(store, found[1], group[0][1])
+            target = _typed(store, *found, group[0][1])
             tables = [_conform(t, target) for _, t in group]
             table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
             # The tag names a run of adjacent log positions, all of this view: it says
@@ -404,11 +405,22 @@ def _apply_offline(store: FeatureStore, entries: Sequence[LogEntry]) -> None:
     _crash_point("after_offline_apply")
 
 
-def _typed(store: FeatureStore, view: FeatureView, table: pa.Table) -> FeatureView:
+def _typed(store: FeatureStore, view: FeatureView, hints: dict[str, str | None], table: pa.Table) -> FeatureView:
     """The view with key and feature types (taken from the entry if the registry lacks them)."""
     if view.schema_known:
         return view
-    return _check(store, replace(view, features=None, entity_types=None), table).view
+    present = set(table.column_names)
+    known = {f: t for f, t in hints.items() if t is not None}
+    probe = replace(view, features=[f for f in view.feature_names if f in present])
+    inferred = _check(store, probe, table).view
+    # A feature without a type that this entry lacks never had a value anywhere (the first
+    # push carrying it fixes its type): leave it out rather than guess a column type.
+    features = {
+        f: known.get(f) or inferred.feature_types.get(f) or "VARCHAR"
+        for f in view.feature_names
+        if f in known or f in present
+    }
+    return replace(view, features=features, entity_types=view.entity_types or inferred.entity_types)
 
 
 def _conform(table: pa.Table, view: FeatureView) -> pa.Table:

@@ -206,6 +206,23 @@ def test_schema_evolution_old_entries_apply_with_null_new_features(tmp_path: Pat
     assert log_of(store).end_offset() == end
 
 
+def test_a_feature_added_without_a_type_gets_it_from_the_first_push(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = stream_store(tmp_path / "s")
+    store.push("clicks", events([1], [0], [1]))
+    real = streaming.apply_pending
+    monkeypatch.setattr(streaming, "apply_pending", lambda store, consumer: 0)
+    store.push("clicks", events([1], [10], [2]))  # version 1, pending
+    monkeypatch.setattr(streaming, "apply_pending", real)
+    store.register(fsnb.FeatureView("clicks", entities=["user_id"], sync="stream", features=["clicks", "score"]))
+    store.sync()  # the old entry applies; 'score' has no type yet and no column is guessed for it
+    assert online(store, [1]) == {"user_id": [1], "clicks": [2]}
+    store.push("clicks", events([2], [0], [5], score=[0.25]))
+    assert store.get_feature_view("clicks").feature_types == {"clicks": "BIGINT", "score": "DOUBLE"}
+    assert online(store, [1, 2], ("clicks", "score")) == {"user_id": [1, 2], "clicks": [2, 5], "score": [None, 0.25]}
+    assert store.read("clicks").schema["score"] == pl.Float64
+    assert store.check_skew("clicks").mismatches == 0
+
+
 def test_versions_are_recorded_in_the_log(tmp_path: Path) -> None:
     store = stream_store(tmp_path / "s")
     streaming.set_retention(store, keep_entries=10)
