@@ -88,7 +88,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(f"  {view.description}")
         print(f"  entities   {', '.join(view.entity_columns)}")
         print(f"  timestamp  {view.timestamp_field}" + (f" (created: {view.created_timestamp_field})" if view.created_timestamp_field else ""))
-        print(f"  ttl        {format_ttl(view.ttl)}")  # type: ignore[arg-type]
+        print(f"  ttl        {format_ttl(view.ttl)}")
         print(f"  serving    {'online, ' + view.sync if view.online else 'offline only'}")
         for feature, duck_type in view.feature_types.items():
             print(f"  feature    {feature} {duck_type or ''}".rstrip())

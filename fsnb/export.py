@@ -74,7 +74,7 @@ class Pipeline:
 
 # -- the magics' grammar -------------------------------------------------------------------
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> Any:
         raise ExportError(f"{self.prog}: {message}")
 
 
@@ -238,7 +238,7 @@ def _read_notebook(path: Path) -> tuple[list[_Cell], list[tuple[int, list[str]]]
         msg = f"no notebook at {path}; check the path"
         raise ExportError(msg)
     try:
-        nb = nbformat.read(str(path), as_version=4)
+        nb = nbformat.read(str(path), as_version=4)  # type: ignore[no-untyped-call]
     except Exception as exc:
         msg = f"cannot read {path} as a notebook: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
         raise ExportError(msg) from None
@@ -316,7 +316,7 @@ class _Translator:
         from IPython.core.inputtransformer2 import TransformerManager
 
         try:
-            python = TransformerManager().transform_cell(cell.source)
+            python = TransformerManager().transform_cell(cell.source)  # type: ignore[no-untyped-call]
         except SyntaxError as exc:
             raise ExportError(f"cell {cell.index + 1}: {exc.msg}") from None
         return self.python(python, cell)
@@ -668,7 +668,7 @@ def _names_used(cells: Sequence[_Cell]) -> set[str]:
     from IPython.core.inputtransformer2 import TransformerManager
 
     names: set[str] = set()
-    manager = TransformerManager()
+    manager = TransformerManager()  # type: ignore[no-untyped-call]
     for cell in cells:
         try:
             tree = ast.parse(manager.transform_cell(cell.source))
