@@ -275,6 +275,23 @@ class SqliteLog:
         )
 
 
+def consumer_active(directory: Path, consumer: str) -> bool:
+    """Is some process applying (or holding a producer session for) this consumer right now?"""
+    path = directory / f"log.{consumer}.lock"
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
 def uncommitted(directory: Path) -> dict[str, int] | None:
     """Entries each consumer has not committed, read without creating anything (None: no log)."""
     path = directory / LOG_FILE

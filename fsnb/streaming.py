@@ -36,7 +36,15 @@ import pyarrow as pa
 
 from fsnb.definitions import FeatureView
 from fsnb.errors import FsnbError, InvalidData, InvalidDefinition, SchemaMismatch, StoreError
-from fsnb.log import CONSUMERS, LogEntry, SqliteLog, encode_batch, now_us, uncommitted
+from fsnb.log import (
+    CONSUMERS,
+    LogEntry,
+    SqliteLog,
+    consumer_active,
+    encode_batch,
+    now_us,
+    uncommitted,
+)
 from fsnb.online import encode_sql
 from fsnb.pit import latest_per_entity_sql
 from fsnb.sources import to_arrow
@@ -95,7 +103,11 @@ def _crash_point(name: str) -> None:
 def announce_uncommitted(store: FeatureStore) -> None:
     """Called when a store opens: say so if a previous process left entries unapplied."""
     lag = uncommitted(store.path)
-    if not lag or not any(lag.values()):
+    if not lag:
+        return
+    # Entries a live process is applying right now (or a producer session will) are no news.
+    lag = {c: n for c, n in lag.items() if n and not consumer_active(store.path, c)}
+    if not lag:
         return
     parts = [f"{n} {'entry' if n == 1 else 'entries'} not applied to the {c} store" for c, n in lag.items() if n]
     msg = (

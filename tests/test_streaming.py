@@ -272,6 +272,13 @@ def test_producer_session_is_online_at_once_and_offline_by_the_end(tmp_path: Pat
             assert online(store, [1])["clicks"] == [i]
             lag = store.freshness().row(0, named=True)["offline_lag"]
             assert lag < 4
+            if i == 5:  # another process opening the store meanwhile is not told of a crash
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error")
+                    subprocess.run(
+                        [sys.executable, "-W", "error", "-c", f"import fsnb; fsnb.FeatureStore({str(store.path)!r})"],
+                        env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True, capture_output=True,
+                    )
     assert len(offline_rows(store)) == 10
     assert store.stats("clicks")["rows"] == 10
     assert log_of(store).size() == 0  # both consumers committed: the log was compacted
