@@ -238,27 +238,9 @@ class SqliteLog:
             (consumer, offset, now_us()),
         )
 
-    @contextmanager
-    def consumer_lock(self, consumer: str) -> Iterator[None]:
-        """Only one process applies entries for a consumer at a time.
-
-        An OS file lock: released by the kernel when the holder dies, even by SIGKILL.
-        Re-entrant within one process (a push inside a sync holds it already).
-        """
-        if consumer in self._locks:
-            yield
-            return
-        fd = os.open(self.directory / f"log.{consumer}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            self._locks[consumer] = fd
-            try:
-                yield
-            finally:
-                del self._locks[consumer]
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+    def consumer_lock(self, consumer: str) -> AbstractContextManager[None]:
+        """Only one process applies entries for a consumer at a time (see os_consumer_lock)."""
+        return os_consumer_lock(self.directory, consumer, self._locks)
 
     # -- retention -------------------------------------------------------------------
     def truncate_before(self, offset: int) -> int:
@@ -273,6 +255,27 @@ class SqliteLog:
         self.meta.execute(
             "INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value)
         )
+
+
+@contextmanager
+def os_consumer_lock(directory: Path, consumer: str, held: dict[str, int]) -> Iterator[None]:
+    """An OS file lock ``log.<consumer>.lock`` in the store directory, released by the
+    kernel when the holder dies (even by SIGKILL). Re-entrant within one process through
+    ``held`` (a push inside a producer session already holds the offline lock)."""
+    if consumer in held:
+        yield
+        return
+    fd = os.open(directory / f"log.{consumer}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        held[consumer] = fd
+        try:
+            yield
+        finally:
+            del held[consumer]
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def consumer_active(directory: Path, consumer: str) -> bool:

@@ -38,6 +38,7 @@ from fsnb.definitions import FeatureView
 from fsnb.errors import FsnbError, InvalidData, InvalidDefinition, SchemaMismatch, StoreError
 from fsnb.log import (
     CONSUMERS,
+    FeatureLog,
     LogEntry,
     SqliteLog,
     consumer_active,
@@ -68,18 +69,20 @@ class UncommittedLog(UserWarning):
 
 
 # -- per-store state ------------------------------------------------------------------
-def log_of(store: FeatureStore) -> SqliteLog:
+def log_of(store: FeatureStore) -> FeatureLog:
     """The store's feature log (the one place that picks the backend)."""
-    log = store.__dict__.get("_fsnb_log")
+    log: FeatureLog | None = store.__dict__.get("_fsnb_log")
     if log is None:
         url = getattr(getattr(store, "config", None), "log", None)
-        if url not in (None, "sqlite"):
-            msg = (
-                f"this fsnb has no Redis log backend yet (log = {url!r} in the store's config); "
-                "remove the [log] setting to use the embedded log"
-            )
-            raise StoreError(msg)
-        log = SqliteLog(store.path)
+        if url in (None, "sqlite"):
+            log = SqliteLog(store.path)
+        else:
+            try:
+                from fsnb.log_redis import RedisLog
+            except ImportError:
+                msg = f"this fsnb has no Redis log backend (log = {url!r} in the store's config); remove the [log] setting"
+                raise StoreError(msg) from None
+            log = RedisLog(url, namespace=store.store_id, directory=store.path)
         store.__dict__["_fsnb_log"] = log
     return log
 
