@@ -106,10 +106,13 @@ class LeakageExplorer(W.VBox):  # type: ignore[misc]
         self.feature_picker = W.Dropdown(
             options=report.feature_names, description="feature", disabled=len(report.features) == 1
         )
-        self.prev_button = W.Button(description="◀ previous", tooltip="previous label row")
-        self.next_button = W.Button(description="next ▶", tooltip="next label row")
+        self.prev_button = W.Button(description="◀ previous", tooltip="previous label row", layout=W.Layout(width="auto"))
+        self.next_button = W.Button(description="next ▶", tooltip="next label row", layout=W.Layout(width="auto"))
         self.next_leaky_button = W.Button(
-            description="next leaky row ⏭", button_style="danger", tooltip="jump to the next row a naive join leaks"
+            description="next leaky row ⏭",
+            button_style="danger",
+            tooltip="jump to the next row a naive join leaks",
+            layout=W.Layout(width="auto"),
         )
         self.search = W.Text(placeholder="search entity key or row number", description="search")
         self.row_list = W.Select(options=[], rows=8, layout=W.Layout(width="100%"))
@@ -131,6 +134,9 @@ class LeakageExplorer(W.VBox):  # type: ignore[misc]
             ]
         )
         self.add_class("fsnb-explorer")
+        self.row_list.add_class("fsnb-row-list")
+        self.overview.add_class("fsnb-overview")
+        self.timeline.add_class("fsnb-timeline")
 
         self.prev_button.on_click(lambda _: self._step(-1))
         self.next_button.on_click(lambda _: self._step(1))
@@ -201,8 +207,8 @@ class LeakageExplorer(W.VBox):  # type: ignore[misc]
         self.vectors.value = self._vectors_html()
         if self.overview.params.trait_names() and "current" in self.overview.params.trait_names():
             self.overview.params.current = self.row
-        if self.row_list.options and self.row in {v for _, v in self.row_list.options}:
-            self.row_list.value = self.row
+        if hasattr(self, "_list_options"):
+            self._sync_list()
         if self._snapshot_handle is not None:
             self._snapshot_handle.update(_HtmlOutput(self.snapshot_html()))
 
@@ -344,7 +350,7 @@ class LeakageExplorer(W.VBox):  # type: ignore[misc]
                     x=alt.X("t:T", scale=alt.Scale(type="utc")), y="v:Q", text="text:N"
                 )
             )
-        subtitle = f"label row {self.row} at {_iso(label_time).replace('T', ' ').rstrip('Z')} UTC"
+        subtitle = f"label row {self.row} at {_show(label_time)} UTC"
         if horizon is not None:
             subtitle += f"; the naive join reads a value {format_duration(horizon)} in the future"
         return alt.layer(*layers).properties(
@@ -398,18 +404,28 @@ class LeakageExplorer(W.VBox):  # type: ignore[misc]
         )
         if top.height < LIST_SIZE:
             top = pl.concat([top, rank.filter(~pl.col("leaky")).head(LIST_SIZE - top.height)])
-        keys = self._keys_text(top["row"])
-        times = self.report.rows[self.report.timestamp_field].gather(top["row"])
-        options = [
+        self._list_options = self._options(top)
+        self._sync_list()
+
+    def _options(self, rank: pl.DataFrame) -> list[tuple[str, int]]:
+        keys = self._keys_text(rank["row"])
+        times = self.report.rows[self.report.timestamp_field].gather(rank["row"])
+        return [
             (
                 f"{'⚠ ' if leaky else '  '}row {row}: {key} at {_show(t)}" + (f" · +{days:.1f}d" if leaky and days is not None else ""),
                 int(row),
             )
-            for row, leaky, days, key, t in zip(top["row"], top["leaky"], top["days"], keys, times, strict=True)
+            for row, leaky, days, key, t in zip(rank["row"], rank["leaky"], rank["days"], keys, times, strict=True)
         ]
-        self.row_list.options = options
-        if any(v == self.row for _, v in options):
-            self.row_list.value = self.row
+
+    def _sync_list(self) -> None:
+        """Show the selected row in the list (on top when the list would not hold it)."""
+        options = self._list_options
+        if not any(v == self.row for _, v in options):
+            options = self._options(self._rank[[self.row]]) + options
+        if list(self.row_list.options) != options:
+            self.row_list.options = options
+        self.row_list.value = self.row
 
     # -- static snapshot ------------------------------------------------------------
     def snapshot_svg(self) -> str:
@@ -417,6 +433,9 @@ class LeakageExplorer(W.VBox):  # type: ignore[misc]
         import vl_convert as vlc
         from altair.utils._importers import vl_version_for_vl_convert
 
+        from fsnb.leakage import warm_up_renderer
+
+        warm_up_renderer().join()
         svg: str = vlc.vegalite_to_svg(self.timeline_chart().to_dict(), vl_version=vl_version_for_vl_convert())
         return svg
 
@@ -453,6 +472,9 @@ class _HtmlOutput:
 
     def _repr_html_(self) -> str:
         return self.text
+
+    def __repr__(self) -> str:
+        return "<static snapshot of the leakage explorer>"
 
 
 def _evenly(frame: pl.DataFrame, count: int) -> pl.DataFrame:

@@ -10,6 +10,7 @@ created after it. Everything is computed in DuckDB; Python only names columns.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -184,9 +185,32 @@ class LeakageReport:
 
     def explorer(self, **options: Any) -> Any:
         """The interactive leakage explorer (ipywidgets + Altair)."""
+        warm_up_renderer()  # overlaps the renderer's start with the widget imports
         from fsnb.explorer import LeakageExplorer
 
         return LeakageExplorer(self, **options)
+
+
+_warmup: threading.Thread | None = None
+
+
+def warm_up_renderer() -> threading.Thread:
+    """Start vl-convert's JavaScript runtime in the background (its first render costs a
+    second or more); the explorer's static snapshot joins this thread before rendering."""
+    global _warmup
+    if _warmup is None:
+        _warmup = threading.Thread(target=_render_once, name="fsnb-vl-convert-warmup", daemon=True)
+        _warmup.start()
+    return _warmup
+
+
+def _render_once() -> None:
+    try:
+        import vl_convert as vlc
+
+        vlc.vegalite_to_svg({"data": {"values": [{"a": 1}]}, "mark": "point"})
+    except Exception:
+        pass  # only a warm-up: the real render reports its own errors
 
 
 def format_duration(value: timedelta | None) -> str:

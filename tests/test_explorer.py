@@ -105,9 +105,15 @@ def test_selecting_rows_through_widget_traits(report):
 def test_search(report):
     explorer = report.explorer()
     explorer.search.value = "17"
-    assert [v for _, v in explorer.row_list.options] == [0]
+    # the selected row (1) stays listed on top, then the matches
+    assert [v for _, v in explorer.row_list.options] == [1, 0]
+    assert explorer.row_list.value == 1
+    explorer.row_list.value = 0
+    assert explorer.row == 0
     explorer.search.value = "3"  # a row number
-    assert [v for _, v in explorer.row_list.options] == [3]
+    assert [v for _, v in explorer.row_list.options] == [0, 3]
+    explorer.search.value = ""
+    assert [v for _, v in explorer.row_list.options] == [1, 3, 0, 2]
 
 
 def test_specs_are_valid_vega_lite(report):
