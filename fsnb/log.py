@@ -252,7 +252,8 @@ class SqliteLog:
         return str(row[0]) if row else None
 
     def set_setting(self, key: str, value: str) -> None:
-        self.meta.execute(
+        # Durable like an append: the offline consumer's intent marker must survive a power cut.
+        self.con.execute(
             "INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value)
         )
 

@@ -472,7 +472,7 @@ class _Producer:
 
 
 @contextmanager
-def producer(store: FeatureStore, *, offline_every: int = 32) -> Iterator[None]:
+def producer(store: FeatureStore, *, offline_every: int = 64) -> Iterator[None]:
     """Push many batches fast: keep the offline store open and apply to it in groups.
 
     Inside the block every push is still durable and online at once when it returns;
@@ -501,6 +501,7 @@ def producer(store: FeatureStore, *, offline_every: int = 32) -> Iterator[None]:
                 compact(store)
     finally:
         store.__dict__["_fsnb_producer"] = None
+
 
 
 # -- sync and retention ---------------------------------------------------------------
