@@ -181,6 +181,22 @@ def test_leakage_notebook_explorer(lab, page):
     assert selected_option.count() == 1
     assert f"row {row}:" in selected_option.inner_text().replace("\xa0", " ")
 
+    # the static snapshot follows the selection, and a saved notebook keeps it
+    page.wait_for_function(
+        "(after) => document.querySelector('.fsnb-snapshot .fsnb-vectors b').textContent === after", arg=after
+    )
+    page.evaluate("window.jupyterapp.commands.execute('docmanager:save')")
+    saved = lab["root"] / "leakage.ipynb"
+    deadline = time.monotonic() + 30
+    while f"<b>{after}</b>" not in saved.read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    import nbformat
+
+    outputs = [o for c in nbformat.read(saved, as_version=4).cells if c.cell_type == "code" for o in c.outputs]
+    pictures = [o["data"]["text/html"] for o in outputs if "fsnb-snapshot" in o.get("data", {}).get("text/html", "")]
+    assert len(pictures) == 1
+    assert "<svg" in pictures[0] and f"<b>{after}</b>" in pictures[0]
+
     ARTIFACTS.mkdir(exist_ok=True)
     explorer.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "leakage-explorer.png"), full_page=False)
