@@ -30,6 +30,7 @@ from typing import Any
 from fsnb.errors import FsnbError
 
 LINE_WIDTH = 100
+_KEEP = "<keep the statement>"  # compared by identity in _replace
 _FINGERPRINT_RE = re.compile(r"fingerprint(?:\s|:|=|<[^>]*>)*([0-9a-f]{16})\b", re.IGNORECASE)
 _FILE_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv", ".csv.gz", ".json", ".jsonl", ".ndjson")
 # Magics whose body or argument is Python that the pipeline should still run.
@@ -46,7 +47,7 @@ class TrainingSet:
     """One ``%training_set ... -o NAME`` of the notebook and the fingerprint it had there."""
 
     name: str
-    features: list[str]
+    features: list[str] | None
     cell: int
     fingerprint: str | None = None
     source: str = "not recorded"
@@ -375,6 +376,14 @@ class _Translator:
         if magic is not None:
             kind, args = magic
             return self.magic(kind, args, target, cell)
+        recorded = _record_call(value)
+        if recorded is not None:
+            # The notebook recorded a training set through the API: check it like -o VAR.
+            name, variable, features = recorded
+            ts = TrainingSet(name, features, cell.index)
+            self.training_sets[name] = ts
+            self._find_fingerprint(ts, cell)
+            return [_KEEP, f"{self.sets}[{_string(name)}] = {variable}"]
         if isinstance(stmt, ast.Expr):
             call = stmt.value
             if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "display":
@@ -563,7 +572,7 @@ class _Translator:
 
     def _find_fingerprint(self, ts: TrainingSet, cell: _Cell) -> None:
         record = _recorded_training_sets(self.store_path).get(ts.name)
-        if record and list(record.get("features") or []) == ts.features:
+        if record and (ts.features is None or list(record.get("features") or []) == ts.features):
             ts.fingerprint, ts.source = record["fingerprint"][:16], "the notebook's store"
             return
         match = _FINGERPRINT_RE.search(_output_text(cell.outputs))
@@ -604,6 +613,22 @@ def _ipython_call(node: ast.expr | None) -> tuple[str, list[str]] | None:
     return kind, values
 
 
+def _record_call(node: ast.expr | None) -> tuple[str, str, list[str] | None] | None:
+    """(name, variable, features) for STORE.record_training_set("name", variable, [...])."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+        return None
+    if node.func.attr != "record_training_set" or len(node.args) < 2:
+        return None
+    name, frame = node.args[0], node.args[1]
+    if not (isinstance(name, ast.Constant) and isinstance(name.value, str) and isinstance(frame, ast.Name)):
+        return None
+    features = None
+    refs = node.args[2] if len(node.args) > 2 else None
+    if isinstance(refs, ast.List) and all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in refs.elts):
+        features = [e.value for e in refs.elts]  # type: ignore[attr-defined]
+    return name.value, frame.id, features
+
+
 def _child_bodies(stmt: ast.stmt) -> list[list[ast.stmt]]:
     bodies = []
     for name in ("body", "orelse", "finalbody"):
@@ -622,12 +647,18 @@ def _has_compound_body(stmt: ast.stmt) -> bool:
 
 
 def _replace(lines: list[str], stmt: ast.stmt, replacement: list[str]) -> list[str]:
-    """Replace stmt's source span by replacement lines, at the statement's indentation."""
+    """Replace stmt's source span by replacement lines, at the statement's indentation
+    (a replacement starting with _KEEP keeps the statement and adds the rest after it)."""
     start, end = stmt.lineno - 1, (stmt.end_lineno or stmt.lineno) - 1
     col, end_col = stmt.col_offset, stmt.end_col_offset or len(lines[end])
     head, tail = lines[start][:col], lines[end][end_col:]
     indent = head if not head.strip() else re.match(r"\s*", lines[start]).group(0)  # type: ignore[union-attr]
     alone = not head.strip() and not tail.strip(" ;\t")
+    if replacement and replacement[0] is _KEEP:
+        extra = replacement[1:]
+        if alone:
+            return lines[: end + 1] + [indent + r for r in extra] + lines[end + 1 :]
+        return [*lines[:end], lines[end] + "; " + "; ".join(extra), *lines[end + 1 :]]
     if alone:
         new = [indent + r if r else "" for r in replacement]
         return lines[:start] + new + lines[end + 1 :]
@@ -747,6 +778,8 @@ def main(argv: list[str] | None = None) -> int:
         help="the fsnb store directory (default: $FSNB_STORE, else ./.fsnb)",
     )
     args = parser.parse_args(argv)
+    # Notebook code that opens fsnb.FeatureStore(None) follows --store too.
+    os.environ["FSNB_STORE"] = os.path.abspath(args.store)
     try:
         with fsnb.FeatureStore(args.store) as {store}:
             print(f"{{NOTEBOOK}}: rebuilding into the store at {{{store}.path}}")

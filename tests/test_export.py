@@ -144,11 +144,11 @@ def test_demo_notebook_round_trip(demo_run: Path, tmp_path: Path) -> None:
     script = tmp_path / "pipeline.py"
     result = fsnb_command("export", str(demo_run), "-o", str(script), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "2 feature views, 2 training sets (2 with a recorded fingerprint)" in result.stderr
+    assert "2 feature views, 3 training sets (3 with a recorded fingerprint)" in result.stderr
     assert "dropped the shell command !echo done" in result.stderr
     text = script.read_text()
     recorded = {r["name"]: r["fingerprint"] for r in _store_records(demo_run.parent / ".fsnb")}
-    assert set(recorded) == {"train", "late_train"}
+    assert set(recorded) == {"train", "late_train", "manual"}
     for name, fp in recorded.items():
         assert f'"{name}": "{fp[:16]}",  # from the notebook\'s store' in text
 
@@ -157,7 +157,8 @@ def test_demo_notebook_round_trip(demo_run: Path, tmp_path: Path) -> None:
     assert first.returncode == 0, first.stdout + first.stderr
     assert "training set 'train': 4 rows x 6 columns" in first.stdout
     assert "same as in the notebook" in first.stdout
-    assert "ok: 2 of 2 training set(s) checked" in first.stdout
+    assert "ok: 3 of 3 training set(s) checked" in first.stdout
+    assert "training set 'manual': 4 rows x 4 columns" in first.stdout
     assert (tmp_path / "fresh" / ".fsnb" / "registry.sqlite").exists()
 
     # Idempotent: a second run gives the same report and no new view versions.
@@ -183,7 +184,8 @@ def test_changed_input_fails_naming_the_training_set(demo_run: Path, tmp_path: P
     script.write_text(text.replace('"login_count": [2, 5, 9, 1]', '"login_count": [3, 5, 9, 1]'))
     result = run_pipeline(script, tmp_path / "run")
     assert result.returncode == 1
-    assert "training set 'train'" in result.stderr and "late_train" not in result.stderr
+    assert "training set 'train'" in result.stderr
+    assert "late_train" not in result.stderr and "manual" not in result.stderr
     assert "fingerprint mismatch" in result.stderr
     assert "'train': 4 rows x 6 columns" in result.stdout and "CHANGED" in result.stdout
     # A value no label row can see (2024-03-04 lies between the label times) changes nothing.
@@ -198,11 +200,15 @@ def test_fingerprints_come_from_saved_outputs_without_the_store(demo_run: Path, 
     shutil.copy(demo_run, alone)  # no .fsnb beside it
     pipeline = export(alone)
     from_store = export(demo_run)
-    assert {n: t.fingerprint for n, t in pipeline.training_sets.items()} == {
-        n: t.fingerprint for n, t in from_store.training_sets.items()
-    }
-    assert all(t.source == "the notebook's saved output" for t in pipeline.training_sets.values())
-    assert all(t.fingerprint for t in pipeline.training_sets.values())
+    magic_sets = ["train", "late_train"]  # %training_set -o shows its fingerprint
+    for name in magic_sets:
+        assert pipeline.training_sets[name].fingerprint == from_store.training_sets[name].fingerprint
+        assert pipeline.training_sets[name].source == "the notebook's saved output"
+    # The API call showed nothing: without the store its fingerprint is unknown, and said so.
+    assert pipeline.training_sets["manual"].fingerprint is None
+    assert from_store.training_sets["manual"].fingerprint
+    assert any("no fingerprint recorded for training set 'manual'" in w for w in pipeline.warnings)
+    assert '"manual": None,  # not recorded' in pipeline.script
 
 
 def _store_records(path: Path) -> list[dict[str, Any]]:
