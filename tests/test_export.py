@@ -443,3 +443,31 @@ def test_cli_export_to_stdout_and_read_only_commands(tmp_path: Path, capsys: pyt
     frame.write_parquet(tmp_path / "f.parquet")
     assert cli_main(["fingerprint", str(tmp_path / "f.parquet")]) == 0
     assert capsys.readouterr().out.split()[0] == fsnb.fingerprint(frame)
+
+
+def test_recorded_fingerprint_found_in_the_store_the_notebook_opened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fsnb.registry import Registry
+
+    monkeypatch.delenv("FSNB_STORE", raising=False)
+    (tmp_path / "custom").mkdir()
+    registry = Registry(tmp_path / "custom" / "registry.sqlite")
+    registry.record_training_set("t", "00112233445566778899", {"features": ["v:a"]})
+    registry.record_training_set("stale", "ffffffffffffffff", {"features": ["v:old"]})
+    registry.close()
+    path = write_notebook(
+        tmp_path / "n.ipynb",
+        "%fsnb open custom",
+        "%training_set labels v:a -o t",
+        "%training_set labels v:new -o stale",
+    )
+    pipeline = export(path)
+    assert pipeline.training_sets["t"].fingerprint == "0011223344556677"
+    assert pipeline.training_sets["t"].source == "the notebook's store"
+    # A record for other features is not this training set's.
+    assert pipeline.training_sets["stale"].fingerprint is None
+    # $FSNB_STORE is where a notebook without %fsnb open kept its store.
+    plain = write_notebook(tmp_path / "plain.ipynb", "%training_set labels v:a -o t")
+    assert export(plain).training_sets["t"].fingerprint is None
+    monkeypatch.setenv("FSNB_STORE", str(tmp_path / "custom"))
+    assert export(plain).training_sets["t"].fingerprint == "0011223344556677"
+    assert export(plain, store=tmp_path / "custom").training_sets["t"].source == "the notebook's store"
