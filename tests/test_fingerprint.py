@@ -143,3 +143,12 @@ def test_known_value_pins_the_canonical_form() -> None:
 
 
 PINNED = "a098a2c3a3d07ea7"
+
+
+def test_categorical_is_hashed_by_its_text() -> None:
+    text = pl.DataFrame({"c": ["a", "b", "a"]})
+    cat = text.with_columns(pl.col("c").cast(pl.Categorical))
+    reordered = pl.DataFrame({"c": ["b", "a", "a"]}).with_columns(pl.col("c").cast(pl.Categorical))[[1, 0, 2]]
+    assert fingerprint(cat) != fingerprint(text)  # the dtype is part of the data
+    assert fingerprint(cat) == fingerprint(reordered)  # whatever the physical codes
+    assert fingerprint(cat) != fingerprint(cat[[1, 0, 2]])
