@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import html
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ import polars as pl
 import traitlets
 from altair import JupyterChart
 
+from fsnb.definitions import format_ttl, parse_ttl
 from fsnb.leakage import HORIZON, LEAKED, NAIVE, NAIVE_TIME, PIT_TIME, format_duration
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ _SNAPSHOT_CSS = (
 )
 
 
-class OfflineChart(JupyterChart):  # type: ignore[misc]
+class OfflineChart(JupyterChart):
     """alt.JupyterChart with its JavaScript bundled locally (no CDN)."""
 
 
@@ -49,7 +50,7 @@ def _offline_bundle() -> str:
     from altair.utils._importers import vl_version_for_vl_convert
 
     source = (Path(alt.__file__).parent / "jupyter" / "js" / "index.js").read_text()
-    key = hashlib.sha256(f"{alt.__version__}|{vlc.__version__}|{source}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{alt.__version__}|{getattr(vlc, '__version__', '')}|{source}".encode()).hexdigest()[:16]
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fsnb" / f"jupyterchart-{key}.js"
     if cache.exists():
         return cache.read_text()
@@ -119,7 +120,7 @@ class LeakageExplorer(W.VBox):  # type: ignore[misc]
         self.position = W.HTML()
         self.vectors = W.HTML()
         self.overview = OfflineChart(self._overview_chart())
-        self.timeline = OfflineChart(None)
+        self.timeline = OfflineChart(None)  # type: ignore[arg-type]
 
         picker = W.VBox(
             [W.HBox([self.prev_button, self.next_button, self.next_leaky_button, self.position]), self.search, self.row_list],
@@ -149,6 +150,9 @@ class LeakageExplorer(W.VBox):  # type: ignore[misc]
         self.feature_picker.value = self.feature
         self._fill_list()
         self._refresh()
+
+    def __repr__(self) -> str:
+        return f"<LeakageExplorer: label row {self.row} of {self._n:,}, feature '{self.feature}'>"
 
     # -- actions (what the buttons do; also the Python API) -----------------------
     def next_leaky(self) -> None:
@@ -206,7 +210,7 @@ class LeakageExplorer(W.VBox):  # type: ignore[misc]
         self.timeline.spec = self.timeline_chart().to_dict(validate=False)
         self.vectors.value = self._vectors_html()
         if self.overview.params.trait_names() and "current" in self.overview.params.trait_names():
-            self.overview.params.current = self.row
+            self.overview.params.current = self.row  # type: ignore[attr-defined]
         if hasattr(self, "_list_options"):
             self._sync_list()
         if self._snapshot_handle is not None:
@@ -254,12 +258,12 @@ class LeakageExplorer(W.VBox):  # type: ignore[misc]
         )
         return out.sort("row")
 
-    def _overview_chart(self) -> alt.TopLevelMixin:
+    def _overview_chart(self) -> alt.Chart:
         data = self.overview_data()
         pick = alt.selection_point(name="pick", fields=["row"], on="click", clear=False)
         current = alt.param(name="current", value=int(getattr(self, "row", 0)))
         sample = f"{data.height:,} of {self._n:,} label rows" if data.height < self._n else f"{self._n:,} label rows"
-        return (
+        chart: alt.Chart = (
             _TrustedChart(data, title=alt.Title(f"Leak horizon of '{self.feature}' per label row", subtitle=f"{sample}; click a point to inspect it"))
             .mark_circle(size=60, opacity=0.8)
             .encode(
@@ -277,6 +281,7 @@ class LeakageExplorer(W.VBox):  # type: ignore[misc]
             .add_params(pick, current)
             .properties(width=430, height=200)
         )
+        return chart
 
     def timeline_data(self) -> pl.DataFrame:
         """The selected row's entity history for the selected feature, with each point's role."""
@@ -300,7 +305,7 @@ class LeakageExplorer(W.VBox):  # type: ignore[misc]
             pl.Series("role", roles, dtype=pl.String),
         )
 
-    def timeline_chart(self) -> alt.TopLevelMixin:
+    def timeline_chart(self) -> alt.LayerChart:
         report, name = self.report, self.feature
         rec = report.rows.row(self.row, named=True)
         view = report.feature(name).view
@@ -310,8 +315,9 @@ class LeakageExplorer(W.VBox):  # type: ignore[misc]
         x = alt.X("event_time:T", title="event time", scale=alt.Scale(type="utc"))
         y = alt.Y("value:Q", title=name)
         layers = []
-        if view.ttl is not None:
-            window = pl.DataFrame({"start": [_iso(label_time - view.ttl)], "end": [_iso(label_time)], "what": [f"TTL window ({_ttl_text(view.ttl)})"]})
+        ttl = parse_ttl(view.ttl)
+        if ttl is not None:
+            window = pl.DataFrame({"start": [_iso(label_time - ttl)], "end": [_iso(label_time)], "what": [f"TTL window ({format_ttl(ttl)})"]})
             layers.append(
                 alt.Chart(window).mark_rect(opacity=0.12, color=PIT_COLOR).encode(
                     x=alt.X("start:T", scale=alt.Scale(type="utc")), x2="end:T", tooltip=["what:N"]
@@ -353,7 +359,7 @@ class LeakageExplorer(W.VBox):  # type: ignore[misc]
         subtitle = f"label row {self.row} at {_show(label_time)} UTC"
         if horizon is not None:
             subtitle += f"; the naive join reads a value {format_duration(horizon)} in the future"
-        return alt.layer(*layers).properties(
+        return alt.LayerChart(layer=layers).properties(
             width=520, height=240, title=alt.Title(f"{name} for {entity}", subtitle=subtitle)
         )
 
@@ -449,15 +455,15 @@ class LeakageExplorer(W.VBox):  # type: ignore[misc]
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
-        display(self._widget_bundle(), raw=True)
-        self._snapshot_handle = display(_HtmlOutput(self.snapshot_html()), display_id=True)
+        display(self._widget_bundle(), raw=True)  # type: ignore[no-untyped-call]
+        self._snapshot_handle = display(_HtmlOutput(self.snapshot_html()), display_id=True)  # type: ignore[no-untyped-call]
 
     def _widget_bundle(self) -> dict[str, Any]:
         bundle: dict[str, Any] = super()._repr_mimebundle_() or {}
         return bundle
 
 
-class _TrustedChart(alt.Chart):  # type: ignore[misc]
+class _TrustedChart(alt.Chart):
     """A chart built by fsnb's own code: JupyterChart serializes it without re-validating
     the schema (a few hundred ms per chart); the tests validate the same specs."""
 
@@ -521,8 +527,3 @@ def _show(value: Any) -> str:
         return f"{value:.4g}"
     return str(value)
 
-
-def _ttl_text(ttl: timedelta) -> str:
-    from fsnb.definitions import format_ttl
-
-    return format_ttl(ttl)
