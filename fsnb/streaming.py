@@ -22,6 +22,7 @@ import itertools
 import json
 import os
 import signal
+import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -33,6 +34,7 @@ import duckdb
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from fsnb.definitions import FeatureView
 from fsnb.errors import FsnbError, InvalidData, InvalidDefinition, SchemaMismatch, StoreError
@@ -61,6 +63,7 @@ ONLINE, OFFLINE = CONSUMERS
 _SEQ_SHIFT = 32
 _APPLY_CHUNK = 64  # entries read from the log at a time by a consumer
 _COMPACT_EVERY = 16  # appends between automatic retention passes
+_STATS_EVERY = 5.0  # seconds between full statistics recounts of a pushed view
 _INTENT = "applying.offline"  # set while the offline consumer writes, cleared at its commit
 
 
@@ -361,7 +364,7 @@ def _online_rows_plain(view: FeatureView, table: pa.Table, offset: int) -> list[
 def _apply_offline(store: FeatureStore, entries: Sequence[LogEntry]) -> None:
     views = _Views(store)
     log = log_of(store)
-    touched: set[str] = set()
+    touched: dict[str, list[tuple[int, pa.Table]]] = {}  # view -> (rows written, table) per write
     offsets = [e.offset for e in entries]
     # Normally entries continue where the last commit left off and nothing needs
     # checking. A previous applier that died between writing and committing left its
@@ -388,8 +391,8 @@ def _apply_offline(store: FeatureStore, entries: Sequence[LogEntry]) -> None:
             table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
             # The tag names a run of adjacent log positions, all of this view: it says
             # exactly which entries the rows came from.
-            store.offline.write(CheckedBatch(table, target, {}), entry=f"{log.log_id}:{first}-{last}")
-            touched.add(target.name)
+            written = store.offline.write(CheckedBatch(table, target, {}), entry=f"{log.log_id}:{first}-{last}")
+            touched.setdefault(target.name, []).append((written, table.select([target.timestamp_field])))
             group.clear()
             _crash_point("mid_offline_apply")
 
@@ -415,8 +418,8 @@ def _apply_offline(store: FeatureStore, entries: Sequence[LogEntry]) -> None:
         if session is not None:
             session.stale.update(touched)
         else:
-            for name in touched:
-                store._refresh_stats(store.registry.latest(name).view)
+            for name, writes in touched.items():
+                _update_stats(store, name, writes)
     _crash_point("after_offline_apply")
 
 
@@ -436,6 +439,41 @@ def _typed(store: FeatureStore, view: FeatureView, hints: dict[str, str | None],
         if f in known or f in present
     }
     return replace(view, features=features, entity_types=view.entity_types or inferred.entity_types)
+
+
+def _update_stats(store: FeatureStore, name: str, writes: list[tuple[int, pa.Table]]) -> None:
+    """Keep the view's statistics current without rescanning its history on every push.
+
+    Rows, time range and last ingestion are updated exactly from what was written; the
+    full recount (which also counts distinct entities) runs at most every few seconds
+    per view, and at sync() and at the end of a producer session.
+    """
+    view = store.registry.latest(name).view
+    last_full: dict[str, float] = store.__dict__.setdefault("_fsnb_stats_at", {})
+    stats = store.registry.stats(name)
+    if not stats.get("rows") or time.monotonic() - last_full.get(name, 0.0) > _STATS_EVERY:
+        store._refresh_stats(view)
+        last_full[name] = time.monotonic()
+        return
+    written = sum(n for n, _ in writes)
+    if not written:
+        return
+    ts = pa.concat_tables([t for _, t in writes]).column(0)
+    lo, hi = (_utc_iso(v) for v in (pc.min(ts).as_py(), pc.max(ts).as_py()))
+    stats["rows"] = int(stats["rows"]) + written
+    stats["min_ts"] = min(filter(None, [stats.get("min_ts"), lo]), key=datetime.fromisoformat)
+    stats["max_ts"] = max(filter(None, [stats.get("max_ts"), hi]), key=datetime.fromisoformat)
+    stats["last_ingested"] = datetime.now(timezone.utc).isoformat()
+    store.registry.set_stats(name, stats)
+
+
+def _utc_iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return str(value.astimezone(timezone.utc).isoformat())
+    return datetime(value.year, value.month, value.day, tzinfo=timezone.utc).isoformat()  # a DATE
 
 
 def _conform(table: pa.Table, view: FeatureView) -> pa.Table:
@@ -510,6 +548,9 @@ def sync(store: FeatureStore) -> dict[str, int]:
     online = apply_pending(store, ONLINE)
     offline = apply_pending(store, OFFLINE)
     truncated = compact(store)
+    for view in store.list_feature_views():
+        if view.sync == "stream" and view.schema_known:
+            store._refresh_stats(view)  # exact counts, entities included
     log = log_of(store)
     return {"online": online, "offline": offline, "end_offset": log.end_offset(), "truncated": truncated}
 

@@ -78,6 +78,24 @@ def test_push_is_visible_online_and_offline_at_once(tmp_path: Path) -> None:
     assert store.get_historical_features(labels, ["clicks:clicks"])["clicks"].to_list() == [5, 6]
 
 
+def test_statistics_follow_pushes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = stream_store(tmp_path / "s")
+    store.push("clicks", events([1, 2], [10, 20], [1, 1]))
+    assert store.stats("clicks")["rows"] == 2 and store.stats("clicks")["entities"] == 2
+    monkeypatch.setattr(streaming, "_STATS_EVERY", 3600.0)  # from now on: updated, not recounted
+    store.push("clicks", events([3], [5], [1]))
+    store.push("clicks", events([1], [99], [1]))
+    stats = store.stats("clicks")
+    assert stats["rows"] == 4
+    assert dt.datetime.fromisoformat(stats["min_ts"]) == (T0 + dt.timedelta(seconds=5)).replace(tzinfo=dt.timezone.utc)
+    assert dt.datetime.fromisoformat(stats["max_ts"]) == (T0 + dt.timedelta(seconds=99)).replace(tzinfo=dt.timezone.utc)
+    store.sync()  # the exact recount, distinct entities included
+    assert store.stats("clicks")["entities"] == 3
+    assert {k: v for k, v in store.stats("clicks").items() if k != "last_ingested"} == {
+        k: v for k, v in {**stats, "entities": 3}.items() if k != "last_ingested"
+    }
+
+
 def test_bad_batches_are_rejected_whole_and_nothing_is_appended(tmp_path: Path) -> None:
     store = stream_store(tmp_path / "s")
     store.push("clicks", events([1], [0], [1]))
