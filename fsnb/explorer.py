@@ -25,6 +25,7 @@ import traitlets
 from altair import JupyterChart
 
 from fsnb.definitions import format_ttl, parse_ttl
+from fsnb.errors import InvalidData
 from fsnb.leakage import HORIZON, LEAKED, NAIVE, NAIVE_TIME, PIT_TIME, format_duration
 
 if TYPE_CHECKING:
@@ -81,9 +82,9 @@ class LeakageExplorer(W.VBox):  # type: ignore[misc]
 
     def __init__(self, report: LeakageReport, *, feature: str | None = None, row: int | None = None) -> None:
         _ensure_offline()
-        if not report.features:
-            msg = "the leakage report explains no feature; pass at least one feature reference"
-            raise ValueError(msg)
+        if report.rows.height == 0:
+            msg = "the leakage report has no label rows to explore; pass a non-empty label table"
+            raise InvalidData(msg)
         self.report = report
         self._snapshot_handle: Any = None
         rows = report.rows

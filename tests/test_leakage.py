@@ -232,3 +232,27 @@ def test_format_duration():
     assert format_duration(dt.timedelta(hours=36)) == "1.5d"
     assert format_duration(dt.timedelta(minutes=90)) == "1.5h"
     assert format_duration(None) == "–"
+
+
+def test_empty_labels_and_a_view_without_data(store):
+    store.register(fsnb.FeatureView("empty", entities=["user_id"], features={"score": "DOUBLE"}))
+    report = store.explain_leakage(seed_labels(), ["user_stats:login_count", "empty:score"])
+    assert report.rows["score"].to_list() == [None] * 5
+    assert report.rows["score__naive"].to_list() == [None] * 5
+    assert report.rows["score__leaked"].to_list() == [False] * 5
+    assert report.summary["leaky_rows"].to_list() == [2, 0]
+    assert report.history(0, "score").height == 0
+
+    none = store.explain_leakage(seed_labels().head(0), ["user_stats:login_count"])
+    assert none.rows.height == 0
+    rec = none.summary.row(0, named=True)
+    assert rec["rows"] == 0 and rec["leaky_rows"] == 0 and rec["leak_rate"] == 0.0
+    with pytest.raises(fsnb.InvalidData, match="no label rows to explore"):
+        none.explorer()
+
+
+def test_aware_label_times_compare_in_utc(store):
+    labels = seed_labels().head(1).with_columns(pl.col("event_timestamp").dt.replace_time_zone("Europe/Paris"))
+    rec = store.explain_leakage(labels, ["user_stats:login_count"]).rows.row(0, named=True)
+    # 2024-03-03 00:00 in Paris is 2024-03-02 23:00 UTC: the naive row is 4 days and 1 hour ahead
+    assert rec["login_count"] == 2 and rec["login_count__horizon"] == dt.timedelta(days=4, hours=1)
