@@ -325,6 +325,18 @@ PRODUCER = textwrap.dedent(
 )
 
 
+def producer_batch(b: int, rows: int) -> pl.DataFrame:
+    """Batch b exactly as PRODUCER builds it."""
+    t0 = dt.datetime(2024, 1, 1)
+    return pl.DataFrame(
+        {
+            "user_id": [(b * 7 + i) % 37 for i in range(rows)],
+            "event_timestamp": [t0 + dt.timedelta(seconds=b * rows + i) for i in range(rows)],
+            "clicks": [b] * rows,
+        }
+    )
+
+
 def run_producer(path: Path, first: int, count: int, rows: int, *, kill_after: float | None = None, crash_at: str | None = None) -> set[int]:
     """Run a pushing child process; SIGKILL it after kill_after seconds (or at a crash point)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -372,6 +384,14 @@ def check_recovered(path: Path, acked: set[int], rows: int) -> bool:
         partial = {b: n for b, n in counts.items() if n != rows}
         assert not partial, f"partial batches: {partial}"
         assert frame.select(pl.struct("user_id", "event_timestamp").n_unique()).item() == frame.height, "duplicated rows"
+        # Equal to a clean run of the batches that made it: the offline rows exactly, and
+        # online the newest row per user, computed here without fsnb.
+        expected = pl.concat([producer_batch(b, rows) for b in sorted(counts)])
+        got = frame.with_columns(pl.col("event_timestamp").dt.replace_time_zone(None)).sort("event_timestamp")
+        assert got.equals(expected.sort("event_timestamp"))
+        newest = expected.sort("event_timestamp").group_by("user_id").last().sort("user_id")
+        served = store.get_online_features(["clicks:clicks"], [{"user_id": u} for u in newest["user_id"]])
+        assert served["clicks"] == newest["clicks"].to_list()
         report = store.check_skew("clicks")
         assert report.mismatches == 0, repr(report)
         fresh = store.freshness().row(0, named=True)
