@@ -37,7 +37,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fsnb.definitions import FeatureView
-from fsnb.errors import FsnbError, InvalidData, InvalidDefinition, SchemaMismatch, StoreError
+from fsnb.errors import (
+    FsnbError,
+    InvalidData,
+    InvalidDefinition,
+    SchemaMismatch,
+    StoreBusy,
+    StoreError,
+)
 from fsnb.log import (
     CONSUMERS,
     FeatureLog,
@@ -148,7 +155,12 @@ def push(store: FeatureStore, name: str, data: Any, *, namespace: Mapping[str, A
     apply_pending(store, ONLINE)
     compact_now = offset % _COMPACT_EVERY == 0
     if session is None:
-        apply_pending(store, OFFLINE)
+        try:
+            apply_pending(store, OFFLINE)
+        except StoreBusy as exc:
+            # The entry is durable and online already: report the lag, do not fail the push.
+            msg = f"entry {offset} is durable and online, but not yet offline: {exc}; it is applied at the next push or store.sync()"
+            warnings.warn(msg, UncommittedLog, stacklevel=3)
     elif log.end_offset() - log.committed(OFFLINE) >= session.offline_every:
         compact_now = bool(apply_pending(store, OFFLINE)) or compact_now  # after each group
     if compact_now:

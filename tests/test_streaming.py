@@ -96,6 +96,24 @@ def test_statistics_follow_pushes(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     }
 
 
+def test_a_busy_offline_store_does_not_fail_a_durable_push(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = stream_store(tmp_path / "s")
+    store.push("clicks", events([1], [0], [1]))
+
+    def busy(store: fsnb.FeatureStore, entries: object) -> None:
+        raise fsnb.StoreBusy("the offline store is held by another process (PID 1) for more than 60s")
+
+    monkeypatch.setattr(streaming, "_apply_offline", busy)
+    with pytest.warns(UncommittedLog, match="entry 2 is durable and online, but not yet offline"):
+        assert store.push("clicks", events([1], [5], [2])) == 2
+    assert online(store, [1])["clicks"] == [2]
+    assert store.freshness().row(0, named=True)["offline_lag"] == 1
+    monkeypatch.undo()
+    assert store.sync()["offline"] == 1
+    assert len(offline_rows(store)) == 2
+    assert store.check_skew("clicks").mismatches == 0
+
+
 def test_bad_batches_are_rejected_whole_and_nothing_is_appended(tmp_path: Path) -> None:
     store = stream_store(tmp_path / "s")
     store.push("clicks", events([1], [0], [1]))
