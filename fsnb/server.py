@@ -7,8 +7,8 @@ path is accepted when it lies inside the root); anything that resolves outside
 the root is refused.
 
 Only SQLite files are read, through read-only connections: the registry (which
-mirrors each view's offline statistics in ``view_stats``) and the online store's
-watermarks. DuckDB is never opened here: its file lock belongs to the kernel that
+mirrors each view's offline statistics in ``view_stats``), the online store's
+watermarks and the feature log's consumer offsets. DuckDB is never opened here: its file lock belongs to the kernel that
 writes the store, and SQLite in WAL mode lets readers proceed during its writes.
 """
 
@@ -31,6 +31,7 @@ from fsnb.registry import connect_sqlite
 
 REGISTRY_FILE = "registry.sqlite"
 ONLINE_FILE = "online.sqlite"
+LOG_FILE = "log.sqlite"  # the streaming path's feature log (fsnb/log.py)
 API_PATH = "fsnb/api/store"
 
 
@@ -70,15 +71,17 @@ def describe_store(store_dir: Path) -> dict[str, Any]:
         con.execute("BEGIN")
         views = _read_views(con)
         training_sets = _read_training_sets(con)
-        kv = dict(con.execute("SELECT key, value FROM kv").fetchall())
         con.execute("COMMIT")
     finally:
         con.close()
     online = _read_online_updates(store_dir / ONLINE_FILE)
+    log = _read_log(store_dir / LOG_FILE, [v["name"] for v in views if v["stream"]])
     for view in views:
         name = view["name"]
-        view["online_last_update"] = _iso(online.get(name))
-        view["log_lag"] = _log_lag(kv, name)
+        lag, pushed = log.get(name, (None, None))
+        updates = [t for t in (online.get(name), pushed) if t is not None]
+        view["online_last_update"] = _iso(max(updates)) if updates else None
+        view["log_lag"] = lag
     return {"views": views, "training_sets": training_sets, "generated_at": _iso(_now())}
 
 
@@ -155,15 +158,36 @@ def _read_online_updates(path: Path) -> dict[str, float]:
     return {name: ts for name, ts in rows if ts is not None}
 
 
-def _log_lag(kv: dict[str, str], name: str) -> int | None:
-    """Log entries a stream view's slowest consumer has not applied yet, when recorded."""
-    raw = kv.get(f"log_lag:{name}")
-    if raw is None:
-        return None
+def _read_log(path: Path, views: list[str]) -> dict[str, tuple[int, float | None]]:
+    """Per stream view: entries of the feature log that the slower of the two consumers
+    (online, offline) has not applied yet, and when its latest batch applied online was pushed."""
+    if not views or not path.is_file():
+        return {}
+    con = connect_sqlite(path, readonly=True)
     try:
-        return int(json.loads(raw))
-    except (TypeError, ValueError):
-        return None
+        con.execute("BEGIN")
+        consumers = {n: (c, u) for n, c, u in con.execute("SELECT name, committed, updated_us FROM consumers")}
+        online_at, online_commit_us = consumers.get("online", (0, None))
+        offline_at = consumers.get("offline", (0, None))[0]
+        result: dict[str, tuple[int, float | None]] = {}
+        for name in views:
+            (lag,) = con.execute(
+                "SELECT count(*) FROM entries WHERE view = ? AND position > ?", (name, min(online_at, offline_at))
+            ).fetchone()
+            (pushed_us,) = con.execute(
+                "SELECT max(appended_us) FROM entries WHERE view = ? AND position <= ?", (name, online_at)
+            ).fetchone()
+            if pushed_us is None and online_at:
+                # applied entries may be compacted away: the online consumer's last commit
+                # is then the latest time this view's online values can have changed
+                pushed_us = online_commit_us
+            result[name] = (int(lag), None if pushed_us is None else pushed_us / 1e6)
+        con.execute("COMMIT")
+    except sqlite3.OperationalError:  # a log that was never written to has no tables yet
+        return {}
+    finally:
+        con.close()
+    return result
 
 
 def _iso(ts: float | None) -> str | None:

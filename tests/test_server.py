@@ -115,6 +115,33 @@ def test_absolute_path_inside_root_is_accepted(jp_asyncio_loop, jp_fetch, root_s
     assert {v["name"] for v in data["views"]} == {"user_stats", "clicks"}
 
 
+def test_stream_view_reports_log_lag_and_online_update(jp_asyncio_loop, jp_fetch, root_store):
+    from fsnb.log import SqliteLog, encode_batch
+
+    view = fsnb.FeatureView("clicks_live", entities=["user_id"], sync="stream")
+    root_store.register(view)
+    batch = pl.DataFrame({"user_id": [7], "event_timestamp": [datetime(2024, 5, 1)], "clicks": [3]})
+    root_store.push("clicks_live", batch)
+    root_store.sync()
+    live = {v["name"]: v for v in get_json(jp_asyncio_loop, jp_fetch, "project/.fsnb")["views"]}["clicks_live"]
+    assert live["stream"] is True and live["log_lag"] == 0
+    assert live["online_last_update"] is not None
+    assert {v["name"]: v for v in get_json(jp_asyncio_loop, jp_fetch, "project/.fsnb")["views"]}["user_stats"]["log_lag"] is None
+
+    # a producer that died after appending but before applying leaves entries behind
+    log = SqliteLog(root_store.path)
+    try:
+        for _ in range(2):
+            log.append("clicks_live", root_store.version_of("clicks_live"), encode_batch(batch.to_arrow()), 1)
+    finally:
+        log.close()
+    live = {v["name"]: v for v in get_json(jp_asyncio_loop, jp_fetch, "project/.fsnb")["views"]}["clicks_live"]
+    assert live["log_lag"] == 2
+    root_store.sync()
+    live = {v["name"]: v for v in get_json(jp_asyncio_loop, jp_fetch, "project/.fsnb")["views"]}["clicks_live"]
+    assert live["log_lag"] == 0
+
+
 def test_unauthenticated_request_is_refused(jp_asyncio_loop, jp_fetch, root_store):
     code, _ = error_of(jp_asyncio_loop, jp_fetch, "project/.fsnb", headers={"Authorization": ""})
     assert code == 403

@@ -122,7 +122,8 @@ export class FeatureStorePanel extends Widget {
       const path = await this._storePathOf(panel);
       const info = await fetchStore(path, this._settings);
       if (ticket === this._ticket) {
-        this._location.textContent = path;
+        // <bdi>: the box elides on the left (rtl) while the path itself reads left to right
+        this._location.replaceChildren(el('bdi', '', path));
         this._location.title = path;
         this._render(info);
       }

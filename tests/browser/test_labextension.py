@@ -1,0 +1,171 @@
+"""fsnb's JupyterLab extension in a real JupyterLab: SQL highlighting of %%feature_view
+cells and the Feature Store sidebar (listing, refresh after a run, click to insert)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+FEATURE_VIEW_CELL = (
+    "%%feature_view user_stats --entity user_id --timestamp event_timestamp\n"
+    "SELECT user_id, event_timestamp, login_count, avg_purchase\n"
+    "FROM events\n"
+    "WHERE login_count > 0"
+)
+# Python that contains the same words: they must not be styled as SQL keywords.
+PYTHON_CELL = "SELECT, FROM = 'SELECT', 'FROM'\nimport math"
+QUICKSTART_CELLS = [
+    "%load_ext fsnb",
+    (
+        "import datetime as dt\n"
+        "import polars as pl\n"
+        "events = pl.DataFrame({\n"
+        "    'user_id': [42, 42, 42, 17],\n"
+        "    'event_timestamp': [dt.datetime(2024, 3, 1), dt.datetime(2024, 3, 4), dt.datetime(2024, 3, 7), dt.datetime(2024, 2, 10)],\n"
+        "    'login_count': [2, 5, 9, 1],\n"
+        "    'avg_purchase': [10.0, 12.5, 30.0, 5.0],\n"
+        "})"
+    ),
+    FEATURE_VIEW_CELL,
+    PYTHON_CELL,
+    "%materialize",
+    "",  # where the sidebar inserts a feature reference
+]
+
+NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden)"
+
+
+def cell(page: Any, index: int) -> Any:
+    return page.locator(f"{NOTEBOOK} .jp-CodeCell").nth(index)
+
+
+def token_style(page: Any, cell_index: int, word: str) -> dict[str, Any] | None:
+    """Class, color and weight of the innermost element holding `word` in a cell's editor."""
+    return cell(page, cell_index).locator(".cm-content").evaluate(
+        """(content, word) => {
+            const walker = document.createTreeWalker(content, NodeFilter.SHOW_TEXT);
+            for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+                const at = node.textContent.indexOf(word);
+                if (at < 0) continue;
+                const el = node.parentElement;
+                const style = getComputedStyle(el);
+                return {
+                    tag: el.tagName, cls: el.className, text: el.textContent,
+                    color: style.color, weight: style.fontWeight,
+                    language: content.dataset.language || null,
+                    editorClass: content.closest('.cm-editor').className,
+                };
+            }
+            return null;
+        }""",
+        word,
+    )
+
+
+def test_feature_view_cells_are_sql_and_python_cells_stay_python(open_notebook, screenshot):
+    page = open_notebook("highlight.ipynb", QUICKSTART_CELLS)
+    page.wait_for_selector(".cm-content[data-language='sql']")
+
+    select_sql = token_style(page, 2, "SELECT")
+    where_sql = token_style(page, 2, "WHERE")
+    select_py = token_style(page, 3, "SELECT")
+    import_py = token_style(page, 3, "import")
+    assert select_sql and where_sql and select_py and import_py
+
+    # the feature view cell is parsed by CodeMirror's SQL language; the Python cells are not
+    assert select_sql["language"] == "sql"
+    assert "fsnb-feature-view-sql" in select_sql["editorClass"]
+    assert select_py["language"] == "python" == token_style(page, 1, "import")["language"]
+    assert "fsnb-feature-view-sql" not in select_py["editorClass"]
+
+    # SQL keywords are their own tokens, styled like JupyterLab's keywords (as Python's `import`)
+    assert select_sql["tag"] == "SPAN" and select_sql["text"] == "SELECT" and select_sql["cls"]
+    assert where_sql["text"] == "WHERE" and where_sql["cls"] == select_sql["cls"]
+    assert import_py["text"] == "import"
+    assert select_sql["color"] == import_py["color"] and select_sql["weight"] == import_py["weight"]
+    # the same word in a Python cell is a plain name, not a keyword
+    assert select_py["color"] != select_sql["color"]
+    assert select_py["cls"] != select_sql["cls"]
+
+    # typing the magic into a Python cell switches it to SQL; removing it switches back
+    python_cell = cell(page, 3)
+    python_cell.locator(".cm-content").click()
+    page.keyboard.press("Control+Home")
+    page.keyboard.type("%%feature_view tmp --entity a\n")
+    page.wait_for_function(
+        "(el) => el.dataset.language === 'sql'", arg=python_cell.locator(".cm-content").element_handle()
+    )
+    assert token_style(page, 3, "SELECT")["color"] == select_sql["color"]
+    page.keyboard.press("Control+z")
+    page.wait_for_function(
+        "(el) => el.dataset.language === 'python'", arg=python_cell.locator(".cm-content").element_handle()
+    )
+    cell(page, 2).scroll_into_view_if_needed()
+    screenshot(page, "labextension-sql-highlighting")
+
+
+def open_sidebar(page: Any) -> Any:
+    tab = page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab[title='Feature Store']")
+    tab.click()
+    sidebar = page.locator("#fsnb-feature-store")
+    sidebar.wait_for(state="visible")
+    return sidebar
+
+
+def test_sidebar_lists_the_store_and_inserts_feature_references(
+    open_notebook, jupyter_lab, run_all_cells, cell_errors, screenshot
+):
+    page = open_notebook("project/sidebar.ipynb", QUICKSTART_CELLS)
+    sidebar = open_sidebar(page)
+    # before any cell ran there is no store in the notebook's folder yet
+    sidebar.locator(".fsnb-message").wait_for()
+    assert not sidebar.locator(".fsnb-view").count()
+
+    run_all_cells(page)
+    assert not cell_errors(page), cell_errors(page)
+    assert (jupyter_lab.root / "project" / ".fsnb" / "registry.sqlite").is_file()
+
+    # the sidebar refreshed by itself after the cells ran
+    view = sidebar.locator(".fsnb-view[data-view='user_stats']")
+    view.wait_for()
+    assert sidebar.locator(".fsnb-store-path").inner_text().endswith("project/.fsnb")
+    features = view.locator("button.fsnb-feature")
+    assert features.all_inner_texts() == ["login_count", "avg_purchase"]
+    assert [f.get_attribute("data-ref") for f in features.all()] == [
+        "user_stats:login_count",
+        "user_stats:avg_purchase",
+    ]
+    assert view.locator(".fsnb-type").all_inner_texts() == ["BIGINT", "DOUBLE"]
+    assert view.locator(".fsnb-fact-entities").inner_text() == "user_id (BIGINT)"
+    assert view.locator(".fsnb-fact-rows").inner_text().startswith("4")
+    assert view.locator(".fsnb-fact-time").inner_text() == "2024-02-10 → 2024-03-07"
+    assert view.locator(".fsnb-fact-online").inner_text() != "updated never"  # %materialize ran
+    assert view.locator(".fsnb-badge").first.inner_text() == "v1"
+
+    # click a feature: its reference lands at the cursor of the active (last, empty) cell
+    target = cell(page, len(QUICKSTART_CELLS) - 1)
+    target.locator(".cm-content").click()
+    page.keyboard.type("refs = ['")
+    view.locator("button.fsnb-feature[data-ref='user_stats:login_count']").click()
+    page.keyboard.type("']")
+    page.wait_for_function(
+        "(el) => el.textContent.includes('user_stats:login_count')",
+        arg=target.locator(".cm-content").element_handle(),
+    )
+    assert target.locator(".cm-content").inner_text() == "refs = ['user_stats:login_count']"
+    screenshot(page, "labextension-sidebar")
+
+    # a new version shows up after the cell that defines it runs
+    redefine = cell(page, len(QUICKSTART_CELLS) - 1)
+    redefine.locator(".cm-content").click()
+    page.keyboard.press("Control+a")
+    page.keyboard.type(
+        "%%feature_view user_stats --entity user_id --timestamp event_timestamp --ttl 30d\n"
+        "SELECT user_id, event_timestamp, login_count, avg_purchase FROM events"
+    )
+    page.keyboard.press("Shift+Enter")
+    page.wait_for_function(
+        "() => { const b = document.querySelector(\"#fsnb-feature-store .fsnb-view[data-view='user_stats'] .fsnb-badge\");"
+        " return b && b.textContent === 'v2'; }"
+    )
+    assert view.locator(".fsnb-fact-ttl").inner_text() == "30d"
+    assert not page.outside_requests, page.outside_requests[:5]
