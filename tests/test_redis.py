@@ -1,0 +1,89 @@
+"""Redis as online store and log: a server stopped mid push loop loses nothing acknowledged."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+import fsnb
+from fsnb.testing import RedisMissing, RedisServer
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    import os
+
+    s = RedisServer(tmp_path / "redis")
+    (tmp_path / "redis").mkdir()
+    try:
+        s.start(persistent=True)
+    except RedisMissing as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    yield s
+    s.stop()
+
+
+def _batch(i: int) -> pl.DataFrame:
+    return pl.DataFrame({
+        "k": [i % 7, (i + 3) % 7],
+        "event_timestamp": [datetime(2024, 1, 1) + timedelta(minutes=i)] * 2,
+        "x": [i, -i],
+    })
+
+
+def test_stopped_server_gives_a_clear_error_and_acknowledged_batches_survive(tmp_path: Path, server) -> None:
+    store = fsnb.FeatureStore(tmp_path / "s", online=server.url, log=server.url)
+    store.register(fsnb.FeatureView("v", entities=["k"], sync="stream", features={"x": "BIGINT"}))
+    acknowledged, failures = [], []
+    for i in range(60):
+        if i == 25:
+            server.stop()
+        if i == 40:
+            server.start(persistent=True)
+        try:
+            store.push("v", _batch(i))
+            acknowledged.append(i)
+        except fsnb.FsnbError as exc:
+            failures.append(str(exc))
+    assert len(failures) >= 15  # every push while the server was down failed loudly
+    assert all("\n" not in f and server.url.split("/")[2] in f for f in failures), failures[:2]
+    store.sync()
+    offline = store.read("v")
+    assert sorted(set(offline["x"].to_list()) & set(range(60))) == acknowledged
+    assert len(offline) == 2 * len(acknowledged)  # nothing twice, nothing partial
+    assert store.check_skew("v").mismatches == 0
+    newest = offline.sort("event_timestamp").group_by("k").last()
+    online = store.get_online_features(["v:x"], [{"k": k} for k in newest["k"].to_list()])
+    assert online["x"] == newest["x"].to_list()
+    store.close()
+
+
+def test_connection_error_names_the_address(tmp_path: Path) -> None:
+    from fsnb.testing import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    with pytest.raises(fsnb.FsnbError, match=r"cannot reach Redis at redis://127\.0\.0\.1:\d+/0"):
+        fsnb.FeatureStore(tmp_path / "s", online=url)
+
+
+def test_fsnb_toml_configures_both_backends(tmp_path: Path, server) -> None:
+    path = tmp_path / "s"
+    path.mkdir()
+    (path / "fsnb.toml").write_text(f'[online]\nurl = "{server.url}"\n\n[log]\nurl = "{server.url}"\n')
+    store = fsnb.FeatureStore(path)
+    assert type(store.online).__name__ == "RedisOnlineStore"
+    store.register(fsnb.FeatureView("v", entities=["k"], sync="stream", features={"x": "BIGINT"}))
+    store.push("v", _batch(1))
+    assert store.get_online_features(["v:x"], [{"k": 1}])["x"] == [1]
+    assert store.freshness()["online_lag"].to_list() == [0]
+    store.close()
+    (path / "fsnb.toml").write_text('online = "mysql://nope"\n')
+    with pytest.raises(fsnb.FsnbError, match="not supported; use 'sqlite'"):
+        fsnb.FeatureStore(path)
