@@ -156,6 +156,8 @@ class FsnbMagics(Magics):
     @magic_arguments()
     @argument("command", nargs="?", default="store", help="open PATH | list | show NAME (default: describe the store)")
     @argument("target", nargs="?", help="the PATH of open, the NAME of show")
+    @argument("--online", default=None, metavar="URL", help="with open: serve online features from Redis (redis://host:port/db)")
+    @argument("--log", default=None, metavar="URL", help="with open: keep the streaming log in Redis (redis://host:port/db)")
     @output_can_be_silenced
     @line_magic
     @user_errors
@@ -163,6 +165,7 @@ class FsnbMagics(Magics):
         """Open a store, list its feature views or show one.
 
         %fsnb open PATH    open (or create) the store in directory PATH
+                           [--online redis://...] [--log redis://...]: remembered in PATH/fsnb.toml
         %fsnb list         every feature view with its size and time range
         %fsnb show NAME    one view: schema, statistics, versions and sample rows
         %fsnb              the current store
@@ -176,9 +179,18 @@ class FsnbMagics(Magics):
                 raise UsageError(msg)
             self.close()
             self.path = store_path(args.target)
+            if args.online or args.log:
+                from fsnb.config import StoreConfig, load_config, write_config
+
+                self.path.mkdir(parents=True, exist_ok=True)
+                current = load_config(self.path)
+                write_config(self.path, StoreConfig(args.online or current.online, args.log or current.log))
             store = self.store
             print(self.announce())
             return store
+        if args.online or args.log:
+            msg = "--online and --log go with open: %fsnb open PATH --online redis://host:port/0"
+            raise UsageError(msg)
         if args.command == "list":
             if args.target:
                 msg = f"%fsnb list takes no argument (got {args.target!r}); use %fsnb show {args.target}"

@@ -87,3 +87,19 @@ def test_fsnb_toml_configures_both_backends(tmp_path: Path, server) -> None:
     (path / "fsnb.toml").write_text('online = "mysql://nope"\n')
     with pytest.raises(fsnb.FsnbError, match="not supported; use 'sqlite'"):
         fsnb.FeatureStore(path)
+
+
+def test_fsnb_open_magic_takes_redis_urls(tmp_path: Path, server) -> None:
+    from IPython.core.error import UsageError
+    from IPython.core.interactiveshell import InteractiveShell
+
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "fsnb")
+    try:
+        store = ip.run_line_magic("fsnb", f"open {tmp_path / 's'} --online {server.url} --log {server.url}")
+        assert type(store.online).__name__ == "RedisOnlineStore"
+        assert server.url in (tmp_path / "s" / "fsnb.toml").read_text()
+        with pytest.raises(UsageError, match="go with open"):
+            ip.run_line_magic("fsnb", f"list --online {server.url}")
+    finally:
+        ip.run_line_magic("unload_ext", "fsnb")
