@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -263,20 +264,27 @@ def os_consumer_lock(directory: Path, consumer: str, held: dict[str, int]) -> It
     """An OS file lock ``log.<consumer>.lock`` in the store directory, released by the
     kernel when the holder dies (even by SIGKILL). Re-entrant within one process through
     ``held`` (a push inside a producer session already holds the offline lock)."""
-    if consumer in held:
-        yield
-        return
-    fd = os.open(directory / f"log.{consumer}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        held[consumer] = fd
-        try:
+    with _GUARD:
+        in_process = _THREAD_LOCKS.setdefault((str(directory), consumer), threading.RLock())
+    with in_process:  # threads of this process take turns; the holding thread re-enters
+        if consumer in held:
             yield
+            return
+        fd = os.open(directory / f"log.{consumer}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            held[consumer] = fd
+            try:
+                yield
+            finally:
+                del held[consumer]
+                fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
-            del held[consumer]
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+            os.close(fd)
+
+
+_GUARD = threading.Lock()
+_THREAD_LOCKS: dict[tuple[str, str], threading.RLock] = {}
 
 
 def consumer_active(directory: Path, consumer: str) -> bool:

@@ -167,6 +167,33 @@ def test_replayed_and_reordered_entries_change_nothing(tmp_path: Path) -> None:
     assert other.check_skew("clicks").mismatches == 0
 
 
+def test_threads_pushing_to_one_store_take_turns(tmp_path: Path) -> None:
+    import threading
+
+    store = stream_store(tmp_path / "s")
+    store.push("clicks", events([0], [0], [0]))
+    errors: list[BaseException] = []
+
+    def pusher(user: int) -> None:
+        try:
+            for i in range(8):
+                store.push("clicks", events([user], [i + 1], [i + 1]))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=pusher, args=(u,)) for u in (1, 2, 3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert online(store, [1, 2, 3])["clicks"] == [8, 8, 8]
+    assert len(offline_rows(store)) == 25
+    assert store.check_skew("clicks").mismatches == 0
+    fresh = store.freshness().row(0, named=True)
+    assert fresh["online_lag"] == fresh["offline_lag"] == 0
+
+
 def test_ties_on_event_time_resolve_alike_online_and_offline(tmp_path: Path) -> None:
     store = stream_store(tmp_path / "s")
     store.push("clicks", events([1], [0], [1]))
