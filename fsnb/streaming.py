@@ -702,7 +702,13 @@ class SkewReport:
 
 
 def check_skew(store: FeatureStore, name: str) -> SkewReport:
-    """Compare every online vector with the offline value a training set would get now."""
+    """Compare every online vector with the offline value a training set would get now.
+
+    Per key: the offline row with the greatest event time not after now (ties as the
+    point-in-time join breaks them) against the stored online row, event time and every
+    feature, both encoded as the online store holds them. TTL is left out on purpose:
+    it hides old values on both sides alike, so comparing the stored rows is stricter.
+    """
     view = store.registry.latest(name).view
     if not view.online:
         msg = f"feature view '{name}' is offline-only; it has no online values to compare"
