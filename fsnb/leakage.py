@@ -15,11 +15,12 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import polars as pl
 
 from fsnb.errors import SchemaMismatch, closest
 from fsnb.pit import ROW, T, ViewSelection, latest_per_entity_sql
-from fsnb.sqlnames import offline_table, q, qlist
+from fsnb.sqlnames import offline_table, q
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 _INPUT = "__fsnb_leak_in"
 _RESULT = "__fsnb_leak"
+_NAIVE = "__fsnb_leak_naive"
 _LABEL = "__fsnb_label"
 _CREATED = "__fsnb_created_{}"
 _EVENT_TS = "__fsnb_ts_{}"
@@ -267,15 +269,30 @@ def explain_leakage(
             inputs = inputs.with_columns(labels.get_column(label).alias(_LABEL))
         key_types = _key_types(with_created.selections)
         con.register(_INPUT, inputs.to_arrow())
+        naive_sql, compare_sql = _comparison_sql(
+            with_created.selections, explained, keys, key_types, con, store, label is not None
+        )
         try:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {_RESULT} AS {_comparison_sql(with_created.selections, explained, keys, key_types, con, store, label is not None)}")
-            columns = [c for f in explained for c in _row_columns(f.name)]
-            rows = _to_polars(con.sql(f"SELECT {qlist(columns)} FROM {_RESULT} ORDER BY {ROW}").to_arrow_table())
+            naive = con.sql(naive_sql).to_arrow_table()
+            con.register(_NAIVE, naive)
+            try:
+                compared = con.sql(compare_sql).to_arrow_table()
+            finally:
+                con.unregister(_NAIVE)
+        finally:
+            con.unregister(_INPUT)
+        if not np.array_equal(compared.column(ROW).to_numpy(), np.arange(compared.num_rows)):
+            msg = "internal error: the leakage comparison lost the label order"
+            raise AssertionError(msg)
+        # The summary reads the comparison in place (Arrow), not a copy in a table.
+        con.register(_RESULT, compared)
+        try:
             metric = _metric_kind(labels, label)
             summary = _to_polars(con.sql(_summary_sql(explained, metric)).to_arrow_table())
         finally:
-            con.unregister(_INPUT)
-            con.execute(f"DROP TABLE IF EXISTS {_RESULT}")
+            con.unregister(_RESULT)
+    columns = [c for f in explained for c in _row_columns(f.name)]
+    rows = _to_polars(compared.select(columns))
     rows = labels.hstack(rows.with_columns(pl.col(f.name + HORIZON).cast(pl.Duration("us")) for f in explained))
     summary = summary.with_columns(
         pl.col("median_horizon").cast(pl.Int64).cast(pl.Duration("us")),
@@ -340,27 +357,38 @@ def _comparison_sql(
     con: Any,
     store: FeatureStore,
     has_label: bool,
-) -> str:
-    """One row per label row: naive value/time, leaked, horizon, late flag per feature."""
+) -> tuple[str, str]:
+    """Two queries: the naive rows per label row (narrow, in label order), then one row
+    per label row with naive value/time, leaked, horizon and late flag per feature.
+
+    The second pastes the first next to the planner's output by position (both are in
+    label order), so the wide result is never sorted.
+    """
     casts = [f"CAST({q(k)} AS {t}) AS {q(k)}" for k, t in key_types.items() if k in keys]
     casts.append(f"CAST({T} AS TIMESTAMPTZ) AS {T}")
-    p = f"SELECT * REPLACE ({', '.join(casts)}) FROM {_INPUT}"
-    ctes = [f"p AS ({p})"]
-    joins = []
-    outputs = [f"p.{ROW}", f"p.{T}"] + ([f"p.{_LABEL}"] if has_label else [])
+    p = f"p AS (SELECT * REPLACE ({', '.join(casts)}) FROM {_INPUT})"
+    ctes, joins, naive_cols = [p], [], []
+    stored = {sel.view.name for sel in selections if store.offline.table_exists(con, sel.view.name)}
     by_view = {sel.view.name: (i, sel) for i, sel in enumerate(selections)}
     for i, sel in enumerate(selections):
-        if store.offline.table_exists(con, sel.view.name):
+        if sel.view.name in stored:
             real = [f for f in sel.features if f != sel.view.created_timestamp_field]
             ctes.append(f"n{i} AS ({latest_per_entity_sql(sel.view, real)})")
             on = " AND ".join(f"p.{q(k)} = n{i}.{q(k)}" for k in sel.view.entity_columns)
             joins.append(f"LEFT JOIN n{i} ON {on}")
+            naive_cols.append(f"n{i}.{q(sel.view.timestamp_field)} AS {q(f'__fsnb_nts_{i}')}")
+            naive_cols += [f"n{i}.{q(f)} AS {q(f'__fsnb_nv_{i}_{f}')}" for f in real]
+    naive_sql = (
+        f"WITH {', '.join(ctes)} SELECT {', '.join(naive_cols) or 'NULL AS __fsnb_none'} "
+        f"FROM p {' '.join(joins)} ORDER BY p.{ROW}"
+    )
+    outputs = [f"p.{ROW}", f"p.{T}"] + ([f"p.{_LABEL}"] if has_label else [])
     for f in explained:
         i, sel = by_view[f.view.name]
         view = f.view
         pit_ts = f"p.{q(_EVENT_TS.format(i))}"
-        if store.offline.table_exists(con, view.name):
-            naive, naive_ts = f"n{i}.{q(f.feature)}", f"n{i}.{q(view.timestamp_field)}"
+        if view.name in stored:
+            naive, naive_ts = f"x.{q(f'__fsnb_nv_{i}_{f.feature}')}", f"x.{q(f'__fsnb_nts_{i}')}"
         else:
             naive, naive_ts = f"CAST(NULL AS {view.feature_types.get(f.feature) or 'VARCHAR'})", "CAST(NULL AS TIMESTAMPTZ)"
         leaked = f"coalesce({naive_ts} > p.{T}, false)"
@@ -377,7 +405,8 @@ def _comparison_sql(
             f"CASE WHEN {leaked} THEN epoch_us({naive_ts}) - epoch_us(p.{T}) END AS {q(f.name + HORIZON)}",
             f"{late} AS {q(f.name + LATE)}",
         ]
-    return f"WITH {', '.join(ctes)} SELECT {', '.join(outputs)} FROM p {' '.join(joins)}"
+    compare_sql = f"WITH {p} SELECT {', '.join(outputs)} FROM p POSITIONAL JOIN {_NAIVE} x"
+    return naive_sql, compare_sql
 
 
 def _summary_sql(explained: list[ExplainedFeature], metric: str | None) -> str:
