@@ -38,7 +38,12 @@ lab: install
 lint: install
 	$(BIN)/ruff check fsnb tests bench
 
+# JupyterLab extension (labextension/): eslint + tsc, then a build into fsnb/labextension/,
+# linked into the venv so the browser tests run the current TypeScript.
+JLPM := PATH="$(CURDIR)/$(BIN):$$PATH" $(CURDIR)/$(BIN)/jlpm
 test-ts: install
+	cd labextension && $(JLPM) install && $(JLPM) check && $(JLPM) build:prod
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/jupyter labextension develop --overwrite . >/dev/null
 
 test-py: install system-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests

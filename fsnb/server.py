@@ -200,13 +200,13 @@ def _now() -> float:
     return datetime.now(timezone.utc).timestamp()
 
 
-class StoreHandler(APIHandler):  # type: ignore[misc]
+class StoreHandler(APIHandler):
     """GET: JSON description of the store at ?path=."""
 
     auth_resource = "contents"
 
-    @web.authenticated  # type: ignore[misc]
-    @authorized("read")  # type: ignore[misc]
+    @web.authenticated
+    @authorized("read")  # type: ignore[untyped-decorator]
     async def get(self) -> None:
         requested = self.get_query_argument("path", "")
         root = self.settings.get("server_root_dir") or self.contents_manager.root_dir

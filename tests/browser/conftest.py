@@ -2,7 +2,7 @@
 
 - ``jupyter_lab`` (session): JupyterLab serving a temporary root directory, with a token,
   the app exposed as ``window.jupyterapp`` and no update/news checks.
-- ``browser`` (session): Playwright's Chromium from ``/usr/bin/chromium`` (never downloaded).
+- ``browser`` (module): Playwright's Chromium from ``/usr/bin/chromium`` (never downloaded).
 - ``lab_page``: a fresh browser context and page; requests that leave the machine are
   refused and recorded in ``page.outside_requests``.
 - ``open_notebook(name, cells)``: writes a notebook into the lab root and returns a
@@ -15,6 +15,7 @@ Screenshots go to ``test-artifacts/`` at the repository root.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -140,8 +141,10 @@ def jupyter_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         log.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    # Module scope, not session: Playwright's sync API keeps an asyncio loop running in
+    # the main thread while it is open, which would break later tests that run a loop.
     from playwright.sync_api import sync_playwright
 
     os.environ["PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD"] = "1"
@@ -251,7 +254,7 @@ def save_screenshot(page: Any, name: str, **kwargs: Any) -> Path:
 
 
 @pytest.fixture
-def open_notebook(jupyter_lab: Lab, lab_page: Any) -> Callable[..., Any]:
+def open_notebook(jupyter_lab: Lab, lab_page: Any) -> Iterator[Callable[..., Any]]:
     """open_notebook(name, cells=None): write the notebook (if cells are given) into the lab
     root, open it in the page, and return the page once the kernel is idle."""
 
@@ -272,7 +275,18 @@ def open_notebook(jupyter_lab: Lab, lab_page: Any) -> Callable[..., Any]:
             raise AssertionError(msg) from None
         return page
 
-    return _open
+    yield _open
+    shutdown_sessions(jupyter_lab)
+
+
+def shutdown_sessions(lab: Lab) -> None:
+    """Stop every kernel the lab runs (a test's notebooks must not outlive it)."""
+    with urllib.request.urlopen(lab.url("api/sessions"), timeout=10) as response:
+        sessions = json.load(response)
+    for session in sessions:
+        request = urllib.request.Request(lab.url(f"api/sessions/{session['id']}"), method="DELETE")
+        with contextlib.suppress(OSError):  # already gone
+            urllib.request.urlopen(request, timeout=30).close()
 
 
 @pytest.fixture

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import fsnb
+
 FEATURE_VIEW_CELL = (
     "%%feature_view user_stats --entity user_id --timestamp event_timestamp\n"
     "SELECT user_id, event_timestamp, login_count, avg_purchase\n"
@@ -168,4 +170,14 @@ def test_sidebar_lists_the_store_and_inserts_feature_references(
         " return b && b.textContent === 'v2'; }"
     )
     assert view.locator(".fsnb-fact-ttl").inner_text() == "30d"
+
+    # a view defined by another process appears when the refresh button is pressed
+    other = fsnb.FeatureStore(jupyter_lab.root / "project" / ".fsnb")
+    try:
+        other.register(fsnb.FeatureView("from_elsewhere", entities=["user_id"], features={"x": "BIGINT"}))
+    finally:
+        other.close()
+    sidebar.locator("button.fsnb-refresh").click()
+    sidebar.locator(".fsnb-view[data-view='from_elsewhere']").wait_for()
+    assert sidebar.locator(".fsnb-view-name").all_inner_texts() == ["from_elsewhere", "user_stats"]
     assert not page.outside_requests, page.outside_requests[:5]
