@@ -137,6 +137,8 @@ def _fsnb_parser() -> _Parser:
     p = _parser("%fsnb")
     p.add_argument("command", nargs="?", default="store")
     p.add_argument("target", nargs="?")
+    p.add_argument("--online", default=None)
+    p.add_argument("--log", default=None)
     return p
 
 
@@ -535,7 +537,14 @@ class _Translator:
         a = _fsnb_parser().parse_args(_split(line))
         prefix = f"{target} = " if target else None
         if a.command == "open":
-            note = f"# the notebook opened the store {a.target} here; this pipeline uses --store"
+            backends = ", ".join(f"{k} {v}" for k, v in (("online", a.online), ("log", a.log)) if v)
+            if backends:
+                self.warnings.append(
+                    f"cell {cell.index + 1}: the notebook's store used {backends}; the pipeline's store "
+                    "uses its own fsnb.toml (sqlite unless configured)"
+                )
+            opened = f"{a.target} ({backends})" if backends else a.target
+            note = f"# the notebook opened the store {opened} here; this pipeline uses --store"
             return [note] + ([f"{target} = {self.store}"] if target else [])
         if prefix is None:
             return []

@@ -299,9 +299,12 @@ def test_line_magics_become_api_calls(nb_dir: Path) -> None:
         "r = %online_features v:a v:b --entity user_id=42,region=eu --entity user_id='7',region=us",
         "%online_features v:a --entity user_id=1 -o served",
         "%fsnb open /somewhere/.fsnb\nviews = %fsnb list\nv = %fsnb show v\n%fsnb list",
+        "s = %fsnb open other --online redis://127.0.0.1:6379/0 --log redis://127.0.0.1:6379/1",
         "report = %leakage labels v:a --timestamp label_ts\n%leakage labels v:a",
     )
-    script = export(path).script
+    pipeline = export(path)
+    assert any("the notebook's store used online redis://" in w for w in pipeline.warnings)
+    script = pipeline.script
     for piece in (
         'train = store.get_historical_features(\n        labels,\n        ["v:a", "v:b"],\n'
         '        timestamp_field="label_ts",\n        full_feature_names=True,\n        as_of_ingestion=True,\n    )',
@@ -314,6 +317,8 @@ def test_line_magics_become_api_calls(nb_dir: Path) -> None:
         'served = store.get_online_features(["v:a"], [{"user_id": 1}])',
         "# the notebook opened the store /somewhere/.fsnb here; this pipeline uses --store",
         "views = store.list_feature_views()",
+        "# the notebook opened the store other (online redis://127.0.0.1:6379/0, log redis://127.0.0.1:6379/1) "
+        "here; this pipeline uses --store\n    s = store",
         'v = store.get_feature_view("v")',
         'report = store.explain_leakage(labels, ["v:a"], timestamp_field="label_ts")',
         "# notebook only (the leakage explorer): %leakage labels v:a",
