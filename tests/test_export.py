@@ -476,3 +476,21 @@ def test_recorded_fingerprint_found_in_the_store_the_notebook_opened(tmp_path: P
     monkeypatch.setenv("FSNB_STORE", str(tmp_path / "custom"))
     assert export(plain).training_sets["t"].fingerprint == "0011223344556677"
     assert export(plain, store=tmp_path / "custom").training_sets["t"].source == "the notebook's store"
+
+
+@pytest.mark.parametrize("magic", ["fsnb", "feature_view", "training_set", "online_features", "materialize", "leakage"])
+def test_export_reads_the_same_grammar_as_the_magics(magic: str) -> None:
+    """A flag added to a magic must be taught to the exporter too (or this fails)."""
+    from fsnb import export as export_module
+    from fsnb.magics import FsnbMagics
+
+    def signature(parser: Any) -> dict[str, tuple[Any, Any, Any]]:
+        return {
+            "/".join(a.option_strings) or a.dest: (a.nargs, a.default, a.required)
+            for a in parser._actions
+            if a.dest != "help"
+        }
+
+    theirs = getattr(FsnbMagics, magic).parser
+    ours = getattr(export_module, f"_{'online' if magic == 'online_features' else magic}_parser")()
+    assert signature(ours) == signature(theirs)
