@@ -494,3 +494,17 @@ def test_export_reads_the_same_grammar_as_the_magics(magic: str) -> None:
     theirs = getattr(FsnbMagics, magic).parser
     ours = getattr(export_module, f"_{'online' if magic == 'online_features' else magic}_parser")()
     assert signature(ours) == signature(theirs)
+
+
+def test_every_cli_command_is_documented(capsys: pytest.CaptureFixture[str]) -> None:
+    from fsnb.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command")
+    assert set(commands.choices) == {"export", "list", "show", "fingerprint"}
+    helps = {a.dest: a.help for a in commands._choices_actions}
+    assert all(helps.get(name) for name in commands.choices), helps
+    with pytest.raises(SystemExit):
+        cli_main(["--help"])
+    shown = capsys.readouterr().out
+    assert all(name in shown for name in commands.choices)
