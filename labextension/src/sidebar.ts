@@ -143,17 +143,23 @@ export class FeatureStorePanel extends Widget {
 
   private async _storePathOf(panel: NotebookPanel): Promise<string> {
     const kernel = panel.sessionContext.session?.kernel;
-    if (kernel && kernel.connectionStatus === 'connected' && kernel.status !== 'dead') {
+    if (!kernel) {
+      return defaultStorePath(panel.context.path);
+    }
+    const known = this._kernelStores.get(kernel.id);
+    // A busy kernel would answer only after its cell: use what it said last time.
+    if (kernel.connectionStatus === 'connected' && kernel.status === 'idle') {
       try {
         const fromKernel = await kernelStorePath(kernel);
         if (fromKernel) {
+          this._kernelStores.set(kernel.id, fromKernel);
           return fromKernel;
         }
       } catch (error) {
         console.debug('fsnb: kernel did not say which store it uses', error);
       }
     }
-    return defaultStorePath(panel.context.path);
+    return known ?? defaultStorePath(panel.context.path);
   }
 
   private _showMessage(text: string): void {
@@ -249,5 +255,6 @@ export class FeatureStorePanel extends Widget {
   private readonly _location: HTMLDivElement;
   private readonly _body: HTMLDivElement;
   private readonly _settings = ServerConnection.makeSettings();
+  private readonly _kernelStores = new Map<string, string>();
   private _ticket = 0;
 }

@@ -180,4 +180,17 @@ def test_sidebar_lists_the_store_and_inserts_feature_references(
     sidebar.locator("button.fsnb-refresh").click()
     sidebar.locator(".fsnb-view[data-view='from_elsewhere']").wait_for()
     assert sidebar.locator(".fsnb-view-name").all_inner_texts() == ["from_elsewhere", "user_stats"]
+
+    # the sidebar follows the store the kernel uses, not only the notebook folder's .fsnb
+    last = cell(page, len(QUICKSTART_CELLS) - 1)
+    last.locator(".cm-content").click()
+    page.keyboard.press("Control+a")
+    page.keyboard.type("%fsnb open other_store")
+    page.keyboard.press("Shift+Enter")
+    page.wait_for_function(
+        "() => (document.querySelector('#fsnb-feature-store .fsnb-store-path') || {}).textContent"
+        "?.endsWith('project/other_store')"
+    )
+    sidebar.get_by_text("No feature views yet").wait_for()
+    assert not sidebar.locator(".fsnb-view").count()
     assert not page.outside_requests, page.outside_requests[:5]
