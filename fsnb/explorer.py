@@ -108,7 +108,7 @@ class LeakageExplorer(W.VBox):  # type: ignore[misc]
         self.feature_picker = W.Dropdown(
             options=report.feature_names, description="feature", disabled=len(report.features) == 1
         )
-        self.prev_button = W.Button(description="◀ previous", tooltip="previous label row", layout=W.Layout(width="auto"))
+        self.prev_button = W.Button(description="◀ prev", tooltip="previous label row", layout=W.Layout(width="auto"))
         self.next_button = W.Button(description="next ▶", tooltip="next label row", layout=W.Layout(width="auto"))
         self.next_leaky_button = W.Button(
             description="next leaky row ⏭",
@@ -120,12 +120,15 @@ class LeakageExplorer(W.VBox):  # type: ignore[misc]
         self.row_list = W.Select(options=[], rows=8, layout=W.Layout(width="100%"))
         self.position = W.HTML()
         self.vectors = W.HTML()
-        self.overview = OfflineChart(self._overview_chart())
-        self.timeline = OfflineChart(None)  # type: ignore[arg-type]
+        # SVG (not canvas): points are elements a test or a screen reader can find; no
+        # "open in the online editor" action, which would leave the machine.
+        embed = {"renderer": "svg", "actions": {"export": True, "source": True, "compiled": False, "editor": False}}
+        self.overview = OfflineChart(self._overview_chart(), embed_options=embed)
+        self.timeline = OfflineChart(None, embed_options=embed)  # type: ignore[arg-type]
 
         picker = W.VBox(
-            [W.HBox([self.prev_button, self.next_button, self.next_leaky_button, self.position]), self.search, self.row_list],
-            layout=W.Layout(width="420px"),
+            [W.HBox([self.prev_button, self.next_button, self.next_leaky_button]), self.position, self.search, self.row_list],
+            layout=W.Layout(width="460px"),
         )
         super().__init__(
             [
@@ -205,7 +208,7 @@ class LeakageExplorer(W.VBox):  # type: ignore[misc]
     # -- views ----------------------------------------------------------------------
     def _refresh(self) -> None:
         self.header.value = self._header_html()
-        self.position.value = f"<span style='margin-left:8px'>row <b>{self.row}</b> of {self._n:,}</span>"
+        self.position.value = f"<span>label row <b>{self.row}</b> of {self._n:,}</span>"
         # The timeline has no selections: hand JupyterChart the spec itself (unvalidated:
         # fsnb builds it, and tests validate it), which is several times faster.
         self.timeline.spec = self.timeline_chart().to_dict(validate=False)
