@@ -111,7 +111,7 @@ class LeakageExplorer(W.VBox):  # type: ignore[misc]
         self.prev_button = W.Button(description="◀ prev", tooltip="previous label row", layout=W.Layout(width="auto"))
         self.next_button = W.Button(description="next ▶", tooltip="next label row", layout=W.Layout(width="auto"))
         self.next_leaky_button = W.Button(
-            description="next leaky row ⏭",
+            description="next leaky row »",
             button_style="danger",
             tooltip="jump to the next row a naive join leaks",
             layout=W.Layout(width="auto"),
