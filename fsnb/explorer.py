@@ -26,7 +26,7 @@ from altair import JupyterChart
 
 from fsnb.definitions import format_ttl, parse_ttl
 from fsnb.errors import InvalidData
-from fsnb.leakage import HORIZON, LEAKED, NAIVE, NAIVE_TIME, PIT_TIME, format_duration
+from fsnb.leakage import HORIZON, LATE, LEAKED, NAIVE, NAIVE_TIME, PIT_TIME, format_duration
 
 if TYPE_CHECKING:
     from fsnb.leakage import LeakageReport
@@ -374,8 +374,14 @@ class LeakageExplorer(W.VBox):  # type: ignore[misc]
         for f in report.features:
             leaked = rec[f.name + LEAKED]
             style = f" style='color:{NAIVE_COLOR};font-weight:bold'" if leaked else ""
+            late = (
+                " <span class='fsnb-late' title='the point-in-time row was created after the label time; "
+                "as_of_ingestion=True would not use it'>(arrived late)</span>"
+                if rec[f.name + LATE]
+                else ""
+            )
             cells.append(
-                f"<tr><td><code>{html.escape(f.name)}</code></td><td>{html.escape(_show(rec[f.name]))}</td>"
+                f"<tr><td><code>{html.escape(f.name)}</code></td><td>{html.escape(_show(rec[f.name]))}{late}</td>"
                 f"<td{style}>{html.escape(_show(rec[f.name + NAIVE]))}</td>"
                 f"<td>{'yes, +' + format_duration(rec[f.name + HORIZON]) if leaked else 'no'}</td></tr>"
             )

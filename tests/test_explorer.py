@@ -154,3 +154,21 @@ def test_import_fsnb_does_not_load_widgets():
     code = "import sys, fsnb, fsnb.leakage; print('altair' in sys.modules or 'ipywidgets' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_late_arrival_is_shown(tmp_path):
+    store = fsnb.FeatureStore(tmp_path / "late")
+    events = pl.DataFrame(
+        {
+            "user_id": [1, 1],
+            "event_timestamp": [D(2024, 1, 1), D(2024, 1, 20)],
+            "created": [D(2024, 1, 15), D(2024, 1, 20)],
+            "score": [0.5, 0.9],
+        }
+    )
+    store.register(fsnb.FeatureView("scores", entities=["user_id"], created_timestamp_field="created"), events)
+    labels = pl.DataFrame({"user_id": [1], "event_timestamp": [D(2024, 1, 10)]})
+    explorer = store.explain_leakage(labels, "scores:score").explorer()
+    assert "(arrived late)" in explorer.vectors.value
+    assert roles(explorer) == {"point-in-time": [0.5], "naive": [0.9]}
+    store.close()
