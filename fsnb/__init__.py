@@ -15,6 +15,7 @@ __all__ = [
     "FsnbError",
     "InvalidData",
     "InvalidDefinition",
+    "LeakageReport",
     "QueryError",
     "SchemaMismatch",
     "StoreBusy",
@@ -31,6 +32,7 @@ _LAZY = {
     "FsnbError": "fsnb.errors",
     "InvalidData": "fsnb.errors",
     "InvalidDefinition": "fsnb.errors",
+    "LeakageReport": "fsnb.leakage",
     "QueryError": "fsnb.errors",
     "SchemaMismatch": "fsnb.errors",
     "StoreBusy": "fsnb.errors",
@@ -52,6 +54,7 @@ if TYPE_CHECKING:
         UnknownFeatureView,
     )
     from fsnb.fingerprint import fingerprint
+    from fsnb.leakage import LeakageReport
     from fsnb.store import FeatureStore
 
 

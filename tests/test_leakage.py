@@ -42,7 +42,7 @@ def seed_labels() -> pl.DataFrame:
 
 def test_seed_example_row_by_row(store):
     report = store.explain_leakage(seed_labels(), ["user_stats:login_count", "user_stats:avg_purchase"])
-    assert isinstance(report, LeakageReport)
+    assert isinstance(report, LeakageReport) and fsnb.LeakageReport is LeakageReport
     rows = report.rows
     # every label row once, in input order, label columns unchanged (duplicates too)
     assert rows.height == 5
