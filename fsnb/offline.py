@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -37,28 +38,33 @@ class OfflineStore:
         self.lock_timeout = lock_timeout
         self._depth = 0
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._known_columns: dict[str, set[str]] = {}
+        self._thread_lock = threading.RLock()
 
     # -- connections ------------------------------------------------------------
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """Open the database (waiting for another process to let go), yield, close.
 
-        Nested uses share one connection so a caller can compose operations.
+        Nested uses in one thread share one connection so a caller can compose
+        operations; other threads of the process wait their turn (a DuckDB connection
+        serves one call at a time, and concurrent writers would conflict anyway).
         """
-        if self._con is not None:
-            self._depth += 1
+        with self._thread_lock:
+            if self._con is not None:
+                self._depth += 1
+                try:
+                    yield self._con
+                finally:
+                    self._depth -= 1
+                return
+            con = self._open()
+            self._con, self._depth = con, 1
             try:
-                yield self._con
+                yield con
             finally:
-                self._depth -= 1
-            return
-        con = self._open()
-        self._con, self._depth = con, 1
-        try:
-            yield con
-        finally:
-            self._con, self._depth = None, 0
-            con.close()
+                self._con, self._depth = None, 0
+                con.close()
 
     def _open(self) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + self.lock_timeout
@@ -116,20 +122,25 @@ class OfflineStore:
         for f, t in view.feature_types.items():
             wanted[f] = t or "VARCHAR"
         table = offline_table(view.name)
+        if self._known_columns.get(view.name, set()) >= wanted.keys():
+            return  # created or checked earlier by this process: no catalog query per write
         if not self.table_exists(con, view.name):
             cols = ", ".join(f"{q(c)} {t}" for c, t in wanted.items())
             con.execute(
                 f"CREATE TABLE {table} ({cols}, {q(SEQ)} BIGINT NOT NULL, {q(INGESTED_AT)} TIMESTAMPTZ NOT NULL, {q(ENTRY)} VARCHAR)"
             )
             con.execute(f"INSERT OR IGNORE INTO {_META} VALUES (?, 0, false)", [view.name])
+            self._known_columns[view.name] = set(wanted)
             return
         existing = self.table_columns(con, view.name)
         for c, t in wanted.items():
             if c not in existing:
                 con.execute(f"ALTER TABLE {table} ADD COLUMN {q(c)} {t}")
         con.execute(f"INSERT OR IGNORE INTO {_META} VALUES (?, 0, false)", [view.name])
+        self._known_columns[view.name] = set(existing) | set(wanted)
 
     def drop(self, name: str) -> None:
+        self._known_columns.pop(name, None)
         with self.connect() as con:
             con.execute(f"DROP TABLE IF EXISTS {offline_table(name)}")
             con.execute(f"DELETE FROM {_META} WHERE name = ?", [name])
@@ -177,34 +188,41 @@ class OfflineStore:
                     f"QUALIFY row_number() OVER (PARTITION BY {qlist(user_cols)} ORDER BY __fsnb_idx) = 1"
                 )
                 same = " AND ".join(f"e.{q(c)} IS NOT DISTINCT FROM n.{q(c)}" for c in user_cols)
+                ts = q(view.timestamp_field)
+                # Stored rows outside the batch's event-time range cannot be duplicates or
+                # ties of it; saying so lets DuckDB skip row groups by their min/max, so a
+                # small append does not scan the whole history.
+                lo, hi = con.execute(f"SELECT min({ts}), max({ts}) FROM __fsnb_new").fetchall()[0]
+                in_range = f"e.{ts} BETWEEN ? AND ?"
                 if replace:
                     con.execute(
                         f"DELETE FROM {table} AS e WHERE NOT EXISTS (SELECT 1 FROM __fsnb_new n WHERE {same})"
                     )
-                con.execute(
+                (written,) = con.execute(
                     f"INSERT INTO {table} ({qlist(user_cols)}, {q(SEQ)}, {q(INGESTED_AT)}, {q(ENTRY)}) "
                     f"SELECT {qlist(user_cols, 'n.')}, ? + row_number() OVER (ORDER BY n.__fsnb_idx) - 1, ?, ? "
-                    f"FROM __fsnb_new n WHERE NOT EXISTS (SELECT 1 FROM {table} e WHERE {same})",
-                    [base, now, entry],
-                )
-                (written,) = con.execute(
-                    f"SELECT count(*) FROM {table} WHERE {q(SEQ)} >= ?", [base]
+                    f"FROM __fsnb_new n WHERE NOT EXISTS (SELECT 1 FROM {table} e WHERE {in_range} AND {same})",
+                    [base, now, entry, lo, hi],
                 ).fetchall()[0]  # type: ignore[misc]
-                keys = [*view.entity_columns, view.timestamp_field]
-                on = " AND ".join(f"e.{q(c)} = n.{q(c)}" for c in keys)
-                (ties,) = con.execute(
-                    f"SELECT EXISTS (SELECT 1 FROM {table} n JOIN {table} e ON {on} "
-                    f"AND e.{q(SEQ)} <> n.{q(SEQ)} WHERE n.{q(SEQ)} >= ?)",
-                    [base],
-                ).fetchall()[0]  # type: ignore[misc]
+                _, had_ties = self.meta(con, view.name)
+                ties = had_ties
+                if written and not had_ties:
+                    keys = [*view.entity_columns, view.timestamp_field]
+                    on = " AND ".join(f"e.{q(c)} = n.{q(c)}" for c in keys)
+                    (ties,) = con.execute(
+                        f"SELECT EXISTS (SELECT 1 FROM {table} n JOIN {table} e ON {on} "
+                        f"AND e.{q(SEQ)} <> n.{q(SEQ)} WHERE n.{q(SEQ)} >= ? AND {in_range})",
+                        [base, lo, hi],
+                    ).fetchall()[0]  # type: ignore[misc]
                 con.execute(
-                    f"UPDATE {_META} SET next_seq = ?, has_ties = has_ties OR ? WHERE name = ?",
+                    f"UPDATE {_META} SET next_seq = ?, has_ties = ? WHERE name = ?",
                     [base + written, bool(ties), view.name],
                 )
                 con.execute("DROP TABLE __fsnb_new")
                 con.unregister("__fsnb_batch")
                 con.execute("COMMIT")
             except BaseException:
+                self._known_columns.pop(view.name, None)  # a rolled-back CREATE/ALTER never happened
                 with suppress(duckdb.Error):
                     con.execute("ROLLBACK")
                 raise

@@ -22,6 +22,7 @@ import itertools
 import json
 import os
 import signal
+import threading
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -99,11 +100,13 @@ def log_of(store: FeatureStore) -> FeatureLog:
 
 def _scratch(store: FeatureStore) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB for validating and encoding batches (the offline file stays closed)."""
-    con = store.__dict__.get("_fsnb_scratch")
+    # One per thread: a DuckDB connection serves one call at a time.
+    key = f"_fsnb_scratch_{threading.get_ident()}"
+    con = store.__dict__.get(key)
     if con is None:
         con = duckdb.connect()
         con.execute("SET TimeZone = 'UTC'")
-        store.__dict__["_fsnb_scratch"] = con
+        store.__dict__[key] = con
     return con
 
 
