@@ -71,10 +71,12 @@ def test_sigkill_during_ingest_leaves_all_or_nothing(tmp_path: Path) -> None:
     duration = _timed(path, "ingest", ROWS, 0)  # a full ingest, to aim the kills
     expected = ROWS
     rng = random.Random(1)
-    outcomes = set()
-    for attempt in range(3):
-        start = (attempt + 1) * ROWS
-        finished = _run_child(path, "ingest", ROWS, start, kill_after=rng.uniform(0.1, 0.9) * duration)
+    outcomes: set[str] = set()
+    attempt = 0
+    while attempt < 3 or ("nothing" not in outcomes and attempt < 10):  # until a kill lands mid-ingest
+        attempt += 1
+        start = attempt * ROWS
+        finished = _run_child(path, "ingest", ROWS, start, kill_after=rng.uniform(0.05, 0.8) * duration)
         with fsnb.FeatureStore(path) as store:
             rows = store.read("v")
         if len(rows) == expected + ROWS:
@@ -103,8 +105,10 @@ def test_sigkill_during_materialize_leaves_all_or_nothing(tmp_path: Path) -> Non
     assert len(full) == 200_000
     rng = random.Random(2)
     killed_mid = False
-    for _ in range(3):
-        finished = _run_child(path, "materialize", 0, 0, kill_after=rng.uniform(0.3, 0.9) * duration)
+    attempts = 0
+    while attempts < 3 or (not killed_mid and attempts < 10):  # keep aiming until a kill lands mid-write
+        attempts += 1
+        finished = _run_child(path, "materialize", 0, 0, kill_after=rng.uniform(0.05, 0.7) * duration)
         with fsnb.FeatureStore(path) as store:
             got = sorted(store.online.dump(store.get_feature_view("v")))
             if got:
