@@ -30,6 +30,10 @@ QUICKSTART_CELLS = [
     FEATURE_VIEW_CELL,
     PYTHON_CELL,
     "%materialize",
+    (
+        "labels = pl.DataFrame({'user_id': [42], 'event_timestamp': [dt.datetime(2024, 3, 3)]})\n"
+        "%training_set labels user_stats:login_count -o train"
+    ),
     "",  # where the sidebar inserts a feature reference
 ]
 
@@ -142,6 +146,15 @@ def test_sidebar_lists_the_store_and_inserts_feature_references(
     assert view.locator(".fsnb-fact-time").inner_text() == "2024-02-10 → 2024-03-07"
     assert view.locator(".fsnb-fact-online").inner_text() != "updated never"  # %materialize ran
     assert view.locator(".fsnb-badge").first.inner_text() == "v1"
+    # the training set recorded by %training_set -o, with its fingerprint
+    store = fsnb.FeatureStore(jupyter_lab.root / "project" / ".fsnb")
+    try:
+        [recorded] = store.list_training_sets()
+    finally:
+        store.close()
+    fingerprint = sidebar.locator(".fsnb-training-set[data-training-set='train'] .fsnb-fingerprint")
+    assert fingerprint.get_attribute("title") == recorded["fingerprint"]
+    assert fingerprint.inner_text() == recorded["fingerprint"][:12]
 
     # click a feature: its reference lands at the cursor of the active (last, empty) cell
     target = cell(page, len(QUICKSTART_CELLS) - 1)
