@@ -305,7 +305,8 @@ class LeakageExplorer(W.VBox):  # type: ignore[misc]
                 roles.append("history")
         return history.select(
             pl.col("event_time").dt.strftime("%Y-%m-%dT%H:%M:%S%.fZ"),
-            pl.col("value").cast(pl.Float64, strict=False),
+            # numbers on a quantitative axis; text or other values as categories
+            pl.col("value").cast(pl.Float64 if self.report.feature(name).numeric else pl.String, strict=False),
             pl.Series("role", roles, dtype=pl.String),
         )
 
@@ -317,7 +318,8 @@ class LeakageExplorer(W.VBox):  # type: ignore[misc]
         data = self.timeline_data()
         entity = ", ".join(f"{k}={rec[k]}" for k in report.entity_columns)
         x = alt.X("event_time:T", title="event time", scale=alt.Scale(type="utc"))
-        y = alt.Y("value:Q", title=name)
+        kind = "Q" if report.feature(name).numeric else "N"
+        y = alt.Y(f"value:{kind}", title=name)
         layers = []
         ttl = parse_ttl(view.ttl)
         if ttl is not None:
@@ -354,10 +356,10 @@ class LeakageExplorer(W.VBox):  # type: ignore[misc]
         )
         horizon = rec[name + HORIZON]
         if horizon is not None and rec[name + NAIVE_TIME] is not None:
-            note = pl.DataFrame({"t": [_iso(rec[name + NAIVE_TIME])], "v": [_float(rec[name + NAIVE])], "text": [f"naive: +{format_duration(horizon)} after the label"]})
+            note = pl.DataFrame({"t": [_iso(rec[name + NAIVE_TIME])], "v": [_float(rec[name + NAIVE]) if kind == "Q" else _show(rec[name + NAIVE])], "text": [f"naive: +{format_duration(horizon)} after the label"]})
             layers.append(
                 alt.Chart(note).mark_text(align="right", dx=-10, dy=-12, color=NAIVE_COLOR, fontWeight="bold").encode(
-                    x=alt.X("t:T", scale=alt.Scale(type="utc")), y="v:Q", text="text:N"
+                    x=alt.X("t:T", scale=alt.Scale(type="utc")), y=f"v:{kind}", text="text:N"
                 )
             )
         subtitle = f"label row {self.row} at {_show(label_time)} UTC"

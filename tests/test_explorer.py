@@ -172,3 +172,20 @@ def test_late_arrival_is_shown(tmp_path):
     assert "(arrived late)" in explorer.vectors.value
     assert roles(explorer) == {"point-in-time": [0.5], "naive": [0.9]}
     store.close()
+
+
+def test_text_features_are_categories(tmp_path):
+    store = fsnb.FeatureStore(tmp_path / "text")
+    events = pl.DataFrame(
+        {"user_id": [1, 1, 1], "event_timestamp": [D(2024, 1, 1), D(2024, 1, 5), D(2024, 1, 9)], "plan": ["free", "pro", "team"]}
+    )
+    store.register(fsnb.FeatureView("plans", entities=["user_id"]), events)
+    labels = pl.DataFrame({"user_id": [1], "event_timestamp": [D(2024, 1, 6)], "label": [1]})
+    report = store.explain_leakage(labels, "plans:plan")
+    assert report.summary["naive_metric"].to_list() == [None]  # no metric for text
+    explorer = report.explorer()
+    assert roles(explorer) == {"history": ["free"], "point-in-time": ["pro"], "naive": ["team"]}
+    spec = explorer.timeline_chart().to_dict(validate=True)
+    points = next(layer for layer in spec["layer"] if layer["mark"]["type"] == "point")
+    assert points["encoding"]["y"]["type"] == "nominal"
+    store.close()
