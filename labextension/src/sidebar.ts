@@ -245,7 +245,7 @@ export class FeatureStorePanel extends Widget {
     const fp = el('code', 'fsnb-fingerprint', set.fingerprint.slice(0, 12));
     fp.title = set.fingerprint;
     item.appendChild(fp);
-    const details = [set.rows != null ? `${set.rows} rows` : '', set.features.join(', ')].filter(Boolean);
+    const details = [set.rows != null ? `${set.rows} ${set.rows === 1 ? 'row' : 'rows'}` : '', set.features.join(', ')].filter(Boolean);
     if (details.length) {
       item.appendChild(el('div', 'fsnb-training-set-detail', details.join(' · ')));
     }
