@@ -102,7 +102,7 @@ class FeatureStore:
         self.config = load_config(self.path, online=online, log=log)
         self.online = self._open_online()
         self._readers: dict[tuple[str, ...], tuple[int, list[ViewReader], list[str]]] = {}
-        if (self.path / "log.sqlite").exists():
+        if (self.path / "log.sqlite").exists() or self.config.log not in (None, "sqlite"):
             from fsnb.streaming import announce_uncommitted
 
             announce_uncommitted(self)  # a pushing process died before its consumers committed

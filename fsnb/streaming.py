@@ -118,7 +118,12 @@ def _crash_point(name: str) -> None:
 
 def announce_uncommitted(store: FeatureStore) -> None:
     """Called when a store opens: say so if a previous process left entries unapplied."""
-    lag = uncommitted(store.path)
+    if store.config.log not in (None, "sqlite"):
+        log = log_of(store)
+        end = log.end_offset()
+        lag: dict[str, int] | None = {c: end - log.committed(c) for c in CONSUMERS}
+    else:
+        lag = uncommitted(store.path)
     if not lag:
         return
     # Entries a live process is applying right now (or a producer session will) are no news.

@@ -36,8 +36,25 @@ def events(user_ids: list[int], seconds: list[int], clicks: list[int], **extra: 
     )
 
 
+# The crash/replay tests also run with Redis as online store and log (see log_backend).
+REDIS_URL: str | None = None
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def log_backend(request: pytest.FixtureRequest) -> object:
+    """Run a test against the embedded log and stores, then against Redis for both."""
+    global REDIS_URL
+    REDIS_URL = request.getfixturevalue("redis_url") if request.param == "redis" else None
+    yield request.param
+    REDIS_URL = None
+
+
 def stream_store(path: Path, **view: object) -> fsnb.FeatureStore:
+    if REDIS_URL is not None:
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "fsnb.toml").write_text(f'[online]\nurl = "{REDIS_URL}"\n[log]\nurl = "{REDIS_URL}"\n')
     store = fsnb.FeatureStore(path)
+    assert (type(store.online).__name__ == "RedisOnlineStore") == (REDIS_URL is not None)
     store.register(fsnb.FeatureView("clicks", entities=["user_id"], sync="stream", **view))  # type: ignore[arg-type]
     return store
 
@@ -137,7 +154,7 @@ def test_bad_batches_are_rejected_whole_and_nothing_is_appended(tmp_path: Path) 
 
 
 # -- at-least-once delivery is harmless ------------------------------------------------
-def test_replayed_and_reordered_entries_change_nothing(tmp_path: Path) -> None:
+def test_replayed_and_reordered_entries_change_nothing(tmp_path: Path, log_backend: str) -> None:
     store = stream_store(tmp_path / "a")
     streaming.set_retention(store, keep_entries=100)
     store.push("clicks", events([1, 2], [0, 0], [1, 10]))
@@ -450,7 +467,7 @@ def check_recovered(path: Path, acked: set[int], rows: int) -> bool:
 @pytest.mark.parametrize(
     "crash_at", ["after_append", "mid_online_apply", "after_online_apply", "mid_offline_apply", "after_offline_apply"]
 )
-def test_crash_at_each_step_of_a_push_is_recovered(tmp_path: Path, crash_at: str) -> None:
+def test_crash_at_each_step_of_a_push_is_recovered(tmp_path: Path, log_backend: str, crash_at: str) -> None:
     path = tmp_path / "s"
     stream_store(path).close()
     acked = run_producer(path, 0, 3, 50, crash_at=crash_at)
@@ -467,7 +484,7 @@ def test_crash_at_each_step_of_a_push_is_recovered(tmp_path: Path, crash_at: str
 
 
 @pytest.mark.slow
-def test_concurrent_pushers_share_one_log(tmp_path: Path) -> None:
+def test_concurrent_pushers_share_one_log(tmp_path: Path, log_backend: str) -> None:
     path = tmp_path / "s"
     stream_store(path).close()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -490,7 +507,7 @@ def test_concurrent_pushers_share_one_log(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_random_sigkills_lose_no_acknowledged_batch(tmp_path: Path) -> None:
+def test_random_sigkills_lose_no_acknowledged_batch(tmp_path: Path, log_backend: str) -> None:
     path = tmp_path / "s"
     stream_store(path).close()
     rng = random.Random(int(os.environ.get("FSNB_SEED", "5")))
