@@ -12,7 +12,6 @@ Target (DESIGN section 8): at most 2x the bare path.
 from __future__ import annotations
 
 import argparse
-import json
 import sqlite3
 import tempfile
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import polars as pl
+from common import LATEST_ROWS_SQL, print_result
 
 import fsnb
 
@@ -49,8 +49,7 @@ def bare(store: fsnb.FeatureStore, target: Path) -> float:
     t = time.perf_counter()
     con = duckdb.connect(str(store.path / "offline.duckdb"))
     rows = con.sql(
-        'SELECT user_id, epoch_us(event_timestamp), clicks, score, country FROM "fv__user_stats" '
-        "QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY event_timestamp DESC) = 1"
+        LATEST_ROWS_SQL
     ).fetchall()
     con.close()
     lite = sqlite3.connect(target, isolation_level=None)
@@ -107,7 +106,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     result = run(args.rows, args.entities, args.repeat)
-    print(json.dumps(result) if args.json else "\n".join(f"{k:>16}: {v}" for k, v in result.items()))
+    print_result(result, args.json)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ Targets (DESIGN section 8): single p50 <= 2.5x bare; 1,000 entities < 3 ms.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sqlite3
 import statistics
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from common import print_result
 
 import fsnb
 
@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     result = run(args.entities, args.calls)
-    print(json.dumps(result) if args.json else "\n".join(f"{k:>20}: {v}" for k, v in result.items()))
+    print_result(result, args.json)
 
 
 if __name__ == "__main__":

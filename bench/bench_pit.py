@@ -13,7 +13,6 @@ Targets (DESIGN section 8): time <= 1.3x raw, peak memory <= 1.3x raw.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,7 @@ import textwrap
 
 import numpy as np
 import polars as pl
+from common import print_result
 
 TIME_TARGET = 1.3
 MEMORY_TARGET = 1.3
@@ -129,7 +129,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     result = run(args.labels, args.features, args.entities, args.repeat)
-    print(json.dumps(result) if args.json else "\n".join(f"{k:>14}: {v}" for k, v in result.items()))
+    print_result(result, args.json)
 
 
 if __name__ == "__main__":

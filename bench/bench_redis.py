@@ -13,7 +13,6 @@ Targets (issue 8): reads within 1.5x bare; materialize within 2x bare.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import tempfile
@@ -25,6 +24,7 @@ import duckdb
 import numpy as np
 import polars as pl
 import redis
+from common import LATEST_ROWS_SQL, print_result
 
 import fsnb
 from fsnb.online_redis import entity_key
@@ -51,8 +51,7 @@ def bare_materialize(store: fsnb.FeatureStore, client: redis.Redis) -> float:
     t = time.perf_counter()
     con = duckdb.connect(str(store.path / "offline.duckdb"))
     rows = con.sql(
-        'SELECT user_id, epoch_us(event_timestamp), clicks, score, country FROM "fv__user_stats" '
-        "QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY event_timestamp DESC) = 1"
+        LATEST_ROWS_SQL
     ).fetchall()
     con.close()
     pipe = client.pipeline(transaction=False)
@@ -139,7 +138,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     result = run(args.rows, args.entities, args.calls)
-    print(json.dumps(result) if args.json else "\n".join(f"{k:>20}: {v}" for k, v in result.items()))
+    print_result(result, args.json)
 
 
 if __name__ == "__main__":

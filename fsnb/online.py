@@ -257,22 +257,31 @@ class ViewReader:
         return found
 
 
+def reader_basics(store: Any, view: FeatureView, features: list[str], output_names: list[str]) -> dict[str, Any]:
+    """What every backend's reader needs: decoders, the TTL in µs, and whether the
+    backend already holds every requested feature for the view."""
+    feature_types = view.feature_types
+    ttl = view.ttl
+    stored = store.columns(view.name)
+    return {
+        "view": view,
+        "features": features,
+        "output_names": output_names,
+        "decoders": [decoder(feature_types.get(f) or "VARCHAR") for f in features],
+        "ttl_us": None if ttl is None else int(ttl.total_seconds() * 1_000_000),  # type: ignore[union-attr]
+        "exists": bool(stored) and all(f in stored for f in features),
+    }
+
+
 def make_reader(
     store: OnlineStore, view: FeatureView, features: list[str], output_names: list[str]
 ) -> ViewReader:
     table = online_table(view.name)
-    feature_types = view.feature_types
     where = " AND ".join(f"{q(k)} = ?" for k in view.entity_columns)
     cols = qlist([TS, *features])
-    ttl = view.ttl
     return ViewReader(
-        view=view,
-        features=features,
-        output_names=output_names,
-        decoders=[decoder(feature_types.get(f) or "VARCHAR") for f in features],
-        ttl_us=None if ttl is None else int(ttl.total_seconds() * 1_000_000),  # type: ignore[union-attr]
+        **reader_basics(store, view, features, output_names),
         single_sql=f"SELECT {cols} FROM {table} WHERE {where}",
         table=table,
-        exists=bool(store.columns(view.name)) and all(f in store.columns(view.name) for f in features),
         con=store.con,
     )

@@ -24,7 +24,7 @@ import msgpack
 
 from fsnb.definitions import FeatureView
 from fsnb.errors import StoreError
-from fsnb.online import CREATED, SEQ, TS, decoder
+from fsnb.online import CREATED, SEQ, TS, reader_basics
 
 _UPSERT = """
 local meta = ARGV[1]
@@ -233,17 +233,10 @@ class RedisOnlineStore:
         return out
 
     def reader(self, view: FeatureView, features: list[str], output_names: list[str]) -> RedisViewReader:
-        feature_types = view.feature_types
-        ttl = view.ttl
         return RedisViewReader(
-            view=view,
-            features=features,
-            output_names=output_names,
-            decoders=[decoder(feature_types.get(f) or "VARCHAR") for f in features],
-            ttl_us=None if ttl is None else int(ttl.total_seconds() * 1_000_000),  # type: ignore[union-attr]
+            **reader_basics(self, view, features, output_names),
             prefix=self._prefix(view.name),
             fields=["_t", *(f"f:{f}" for f in features)],
-            exists=bool(self.columns(view.name)) and all(f in self.columns(view.name) for f in features),
             store=self,
         )
 
