@@ -8,7 +8,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # Never let a tool download a browser: tests use Debian's /usr/bin/chromium.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: demo lab test test-py test-ts lint system-deps install bench clean
+.PHONY: demo lab labext test test-py test-ts lint system-deps install bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,8 @@ system-deps:
 demo: install
 	$(BIN)/python -m fsnb.demo notebooks/quickstart.ipynb
 
-lab: install
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+lab: install labext
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 lint: install
 	$(BIN)/ruff check fsnb tests bench
@@ -43,6 +43,11 @@ lint: install
 JLPM := PATH="$(CURDIR)/$(BIN):$$PATH" $(CURDIR)/$(BIN)/jlpm
 test-ts: install
 	cd labextension && $(JLPM) install && $(JLPM) check && $(JLPM) build:prod
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/jupyter labextension develop --overwrite . >/dev/null
+
+# Rebuild the extension from the current TypeScript (make lab serves what you just edited).
+labext: install
+	cd labextension && $(JLPM) install && $(JLPM) build:prod
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/jupyter labextension develop --overwrite . >/dev/null
 
 test-py: install system-deps
