@@ -71,6 +71,9 @@ class OnlineStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.con = connect_sqlite(path)
+        # Up to 64 MB of pages in memory: batch reads seek all over the table, and
+        # SQLite's 2 MB default makes them go back to the OS (a 25% slower 1,000-key read).
+        self.con.execute("PRAGMA cache_size=-65536")
         self.con.execute(
             "CREATE TABLE IF NOT EXISTS _fsnb_watermarks (name TEXT PRIMARY KEY, end_us INTEGER, seq INTEGER, updated_at REAL)"
         )
@@ -205,28 +208,41 @@ class ViewReader:
     exists: bool
     con: sqlite3.Connection
 
-    def read(self, keys: list[tuple[Any, ...]], now: int) -> list[list[Any]]:
-        """One list per feature, one value per key (None when absent or expired)."""
-        con = self.con
+    def __post_init__(self) -> None:
+        self.any_decoder = any(self.decoders)
+
+    def read(self, key_columns: list[list[Any]], now: int) -> list[list[Any]]:
+        """One list per feature, one value per entity (None when absent or expired).
+
+        key_columns holds one list per entity column (the caller's own lists: a
+        single-column key needs no tuples built).
+        """
         nfeat = len(self.features)
+        count = len(key_columns[0])
         if not self.exists:
-            return [[None] * len(keys) for _ in range(nfeat)]
+            return [[None] * count for _ in range(nfeat)]
         oldest = -(2**63) if self.ttl_us is None else now - self.ttl_us
-        if len(keys) == 1:
-            row = con.execute(self.single_sql, keys[0]).fetchone()
+        nkeys = len(key_columns)
+        if count == 1:
+            row = self.con.execute(self.single_sql, [col[0] for col in key_columns]).fetchone()
             if row is None or row[0] < oldest:
                 return [[None] for _ in range(nfeat)]
+            if not self.any_decoder:
+                return [[v] for v in row[1:]]
             return [[self._decode(i, row[i + 1])] for i in range(nfeat)]
-        found = self._fetch_many(con, keys)
-        empty = (None,) * (nfeat + 1)
-        picked = []
-        for k in keys:
-            row = found.get(k)
-            picked.append(empty if row is None or row[0] < oldest else row)
+        if nkeys == 1:
+            found = self._fetch_many(key_columns[0])
+            rows = [found.get(k) for k in key_columns[0]]
+        else:
+            keys = list(zip(*key_columns, strict=True))
+            found = self._fetch_many_composite(keys)
+            rows = [found.get(k) for k in keys]
+        if self.ttl_us is not None:
+            rows = [r if r is not None and r[nkeys] >= oldest else None for r in rows]
         columns = []
-        for i in range(nfeat):
-            values = [r[i + 1] for r in picked]
-            dec = self.decoders[i]
+        for i in range(nkeys + 1, nkeys + 1 + nfeat):
+            values = [None if r is None else r[i] for r in rows]
+            dec = self.decoders[i - nkeys - 1]
             columns.append([dec(v) for v in values] if dec else values)
         return columns
 
@@ -234,26 +250,32 @@ class ViewReader:
         dec = self.decoders[i]
         return dec(value) if dec else value
 
-    def _fetch_many(self, con: sqlite3.Connection, keys: list[tuple[Any, ...]]) -> dict[tuple[Any, ...], tuple[Any, ...]]:
-        """Rows (ts, features...) by key, in one query per 30,000 bound values."""
+    def _fetch_many(self, keys: list[Any]) -> dict[Any, tuple[Any, ...]]:
+        """Rows (key, ts, features...) by key value: one query per 30,000 keys."""
+        found: dict[Any, tuple[Any, ...]] = {}
+        cols = qlist([*self.view.entity_columns, TS, *self.features])
+        column = q(self.view.entity_columns[0])
+        for i in range(0, len(keys), _MAX_VARS):
+            chunk = keys[i : i + _MAX_VARS]
+            sql = f"SELECT {cols} FROM {self.table} WHERE {column} IN ({','.join('?' * len(chunk))})"
+            for row in self.con.execute(sql, chunk):
+                found[row[0]] = row
+        return found
+
+    def _fetch_many_composite(self, keys: list[tuple[Any, ...]]) -> dict[tuple[Any, ...], tuple[Any, ...]]:
+        """Rows (keys..., ts, features...) by key tuple, compared column by column."""
         nkeys = len(self.view.entity_columns)
         found: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         unique = list(dict.fromkeys(keys))
         step = max(1, _MAX_VARS // nkeys)
         cols = qlist([*self.view.entity_columns, TS, *self.features])
+        one = "(" + ", ".join("?" for _ in range(nkeys)) + ")"
         for i in range(0, len(unique), step):
             chunk = unique[i : i + step]
-            if nkeys == 1:
-                marks = ", ".join("?" * len(chunk))
-                sql = f"SELECT {cols} FROM {self.table} WHERE {q(self.view.entity_columns[0])} IN ({marks})"
-                for row in con.execute(sql, [k[0] for k in chunk]):
-                    found[(row[0],)] = row[1:]
-                continue
-            one = "(" + ", ".join("?" for _ in range(nkeys)) + ")"
             marks = ", ".join(one for _ in chunk)
             sql = f"SELECT {cols} FROM {self.table} WHERE ({qlist(self.view.entity_columns)}) IN (VALUES {marks})"
-            for row in con.execute(sql, [v for k in chunk for v in k]):
-                found[tuple(row[:nkeys])] = row[nkeys:]
+            for row in self.con.execute(sql, [v for k in chunk for v in k]):
+                found[tuple(row[:nkeys])] = row
         return found
 
 

@@ -253,7 +253,8 @@ class RedisViewReader:
     exists: bool
     store: RedisOnlineStore
 
-    def read(self, keys: list[tuple[Any, ...]], now: int) -> list[list[Any]]:
+    def read(self, key_columns: list[list[Any]], now: int) -> list[list[Any]]:
+        keys = list(zip(*key_columns, strict=True))
         nfeat = len(self.features)
         if not self.exists:
             return [[None] * len(keys) for _ in range(nfeat)]

@@ -4,6 +4,7 @@ lives in offline.py / pit.py / online.py / materialize.py."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -101,7 +102,9 @@ class FeatureStore:
         self.offline = OfflineStore(self.path / "offline.duckdb", lock_timeout=lock_timeout)
         self.config = load_config(self.path, online=online, log=log)
         self.online = self._open_online()
-        self._readers: dict[tuple[str, ...], tuple[int, list[ViewReader], list[str]]] = {}
+        self._readers: dict[tuple[str, ...], tuple[int, list[ViewReader], list[str], bool]] = {}
+        self._registry_checked = float("-inf")
+        self._registry_seen = 0
         if (self.path / "log.sqlite").exists() or self.config.log not in (None, "sqlite"):
             from fsnb.streaming import announce_uncommitted
 
@@ -407,15 +410,16 @@ class FeatureStore:
         if isinstance(entity_rows, Mapping):
             entity_rows = [entity_rows]
         cache_key = (features,) if isinstance(features, str) else tuple(features)
-        data_version = self.registry.data_version()
+        data_version = self._registry_version()
         cached = self._readers.get(cache_key)
         # A reader built before its online table existed (materialized later, maybe by
-        # another process) is rebuilt; that costs one PRAGMA per call until it exists.
-        if cached is None or cached[0] != data_version or not all(r.exists for r in cached[1]):
+        # another process) is rebuilt; that costs a schema lookup per call until it exists.
+        if cached is None or cached[0] != data_version or not cached[3]:
             self.online.forget_columns()
-            cached = (data_version, *self._build_readers(cache_key))
+            readers, columns = self._build_readers(cache_key)
+            cached = (data_version, readers, columns, all(r.exists for r in readers))
             self._readers[cache_key] = cached
-        _, readers, entity_columns = cached
+        _, readers, entity_columns, _ = cached
         out: dict[str, list[Any]] = {}
         try:
             for k in entity_columns:
@@ -425,10 +429,7 @@ class FeatureStore:
             raise InvalidData(msg) from None
         now = now_us()
         for reader in readers:
-            if len(reader.view.entity_columns) == 1:
-                keys = [(v,) for v in out[reader.view.entity_columns[0]]]
-            else:
-                keys = list(zip(*(out[k] for k in reader.view.entity_columns), strict=True))
+            keys = [out[k] for k in reader.view.entity_columns]
             try:
                 rows = reader.read(keys, now)
             except self.online.stale_errors:
@@ -440,6 +441,19 @@ class FeatureStore:
             for name, values in zip(reader.output_names, rows, strict=True):
                 out[name] = values
         return out
+
+    def _registry_version(self) -> int:
+        """The registry's change counter, read at most every 50 ms.
+
+        Changes made through this store clear the readers at once; another process's
+        new version is seen within 50 ms. Reading it on every call would cost a
+        SQLite statement per lookup, a sixth of a single-entity read.
+        """
+        now = time.monotonic()
+        if now - self._registry_checked > 0.05:
+            self._registry_seen = self.registry.data_version()
+            self._registry_checked = now
+        return self._registry_seen
 
     def _build_readers(self, features: tuple[str, ...]) -> tuple[list[ViewReader], list[str]]:
         selection = self.resolve(features)
