@@ -110,6 +110,8 @@ class OnlineStore:
     def ensure_table(self, view: FeatureView) -> None:
         table = online_table(view.name)
         existing = self.columns(view.name)
+        if existing and all(f in existing for f in view.feature_names):
+            return  # nothing to add: no schema statement per streamed batch
         if not existing:
             keys = ", ".join(q(k) for k in view.entity_columns)
             feats = "".join(f", {q(f)}" for f in view.feature_names)
