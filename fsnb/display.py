@@ -490,7 +490,7 @@ class TrainingSetSummary:
 
     def _headline(self) -> str:
         what = f"training set {self.name}" if self.name else "training set"
-        text = f"{what}: {self.rows:,} rows × {self.columns} columns, {plural(len(self.features), 'feature')}, point-in-time correct"
+        text = f"{what}: {plural(self.rows, 'row')} × {plural(self.columns, 'column')}, {plural(len(self.features), 'feature')}, point-in-time correct"
         if self.has_leakage:
             worst = max(self.features, key=lambda q: q.leaky_rows or 0)
             if worst.leaky_rows:
@@ -509,7 +509,7 @@ class TrainingSetSummary:
 
     def _repr_html_(self) -> str:
         title = "Training set" + (f" <code>{html.escape(self.name)}</code>" if self.name else "")
-        facts: list[tuple[str, Any]] = [("shape", f"{self.rows:,} rows × {self.columns} columns")]
+        facts: list[tuple[str, Any]] = [("shape", f"{plural(self.rows, 'row')} × {plural(self.columns, 'column')}")]
         if self.label_range:
             facts.append(("label time", f"{fmt(self.label_range[0])} → {fmt(self.label_range[1])}"))
         if self.fingerprint:
