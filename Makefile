@@ -37,6 +37,7 @@ lab: install labext
 
 lint: install
 	$(BIN)/ruff check fsnb tests bench
+	$(BIN)/mypy
 
 # JupyterLab extension (labextension/): eslint + tsc, then a build into fsnb/labextension/,
 # linked into the venv so the browser tests run the current TypeScript.

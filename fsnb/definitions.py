@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from fsnb.errors import InvalidDefinition
 
@@ -125,19 +125,24 @@ class FeatureView:
         return tuple(self.entities)
 
     @property
+    def _pairs(self) -> tuple[tuple[str, str | None], ...]:
+        """The features as __post_init__ left them: (name, type or None) pairs."""
+        return cast("tuple[tuple[str, str | None], ...]", self.features or ())
+
+    @property
     def feature_names(self) -> tuple[str, ...]:
-        return tuple(f for f, _ in (self.features or ()))  # type: ignore[misc]
+        return tuple(f for f, _ in self._pairs)
 
     @property
     def feature_types(self) -> dict[str, str | None]:
-        return dict(self.features or ())  # type: ignore[arg-type]
+        return dict(self._pairs)
 
     @property
     def schema_known(self) -> bool:
         """True when every feature and key has a type (set at first ingest if not given)."""
         return (
             self.features is not None
-            and all(t is not None for _, t in self.features)  # type: ignore[misc]
+            and all(t is not None for _, t in self._pairs)
             and self.entity_types is not None
         )
 
@@ -160,7 +165,7 @@ class FeatureView:
             "timestamp_field": self.timestamp_field,
             "created_timestamp_field": self.created_timestamp_field,
             "ttl_seconds": self.ttl.total_seconds() if isinstance(self.ttl, timedelta) else None,
-            "features": [[n, t] for n, t in self.features] if self.features is not None else None,  # type: ignore[misc]
+            "features": [[n, t] for n, t in self._pairs] if self.features is not None else None,
             "online": bool(self.online),
             "sync": self.sync,
             "description": self.description,

@@ -178,7 +178,7 @@ class OfflineStore:
                     "__fsnb_idx", pa.array(np.arange(batch.table.num_rows, dtype=np.int64))
                 )
                 con.register("__fsnb_batch", arrow)
-                (base,) = con.execute(f"SELECT next_seq FROM {_META} WHERE name = ?", [view.name]).fetchall()[0]  # type: ignore[misc]
+                (base,) = con.execute(f"SELECT next_seq FROM {_META} WHERE name = ?", [view.name]).fetchall()[0]
                 casts = ", ".join(
                     f"CAST({q(c)} AS {_target_type(view, c)}) AS {q(c)}" for c in user_cols
                 )
@@ -203,7 +203,7 @@ class OfflineStore:
                     f"SELECT {qlist(user_cols, 'n.')}, ? + row_number() OVER (ORDER BY n.__fsnb_idx) - 1, ?, ? "
                     f"FROM __fsnb_new n WHERE NOT EXISTS (SELECT 1 FROM {table} e WHERE {in_range} AND {same})",
                     [base, now, entry, lo, hi],
-                ).fetchall()[0]  # type: ignore[misc]
+                ).fetchall()[0]
                 _, had_ties = self.meta(con, view.name)
                 ties = had_ties
                 if written and not had_ties:
@@ -213,7 +213,7 @@ class OfflineStore:
                         f"SELECT EXISTS (SELECT 1 FROM {table} n JOIN {table} e ON {on} "
                         f"AND e.{q(SEQ)} <> n.{q(SEQ)} WHERE n.{q(SEQ)} >= ? AND {in_range})",
                         [base, lo, hi],
-                    ).fetchall()[0]  # type: ignore[misc]
+                    ).fetchall()[0]
                 con.execute(
                     f"UPDATE {_META} SET next_seq = ?, has_ties = ? WHERE name = ?",
                     [base + written, bool(ties), view.name],
@@ -265,7 +265,7 @@ class OfflineStore:
             rows, entities, lo, hi, last = con.execute(
                 f"SELECT count(*), count(DISTINCT ({keys})), min({ts}), max({ts}), max({q(INGESTED_AT)}) "
                 f"FROM {offline_table(view.name)}"
-            ).fetchall()[0]  # type: ignore[misc]
+            ).fetchall()[0]
         return {
             "rows": int(rows),
             "entities": int(entities),

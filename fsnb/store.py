@@ -34,7 +34,11 @@ from fsnb.sources import to_arrow
 from fsnb.validation import arrow_duck_types, check_batch
 
 if TYPE_CHECKING:
-    from fsnb.online_redis import RedisOnlineStore
+    from typing import TypeAlias
+
+    from fsnb.online_redis import RedisOnlineStore, RedisViewReader
+
+    Reader: TypeAlias = ViewReader | RedisViewReader
 
 DEFAULT_PATH = ".fsnb"
 
@@ -102,7 +106,7 @@ class FeatureStore:
         self.offline = OfflineStore(self.path / "offline.duckdb", lock_timeout=lock_timeout)
         self.config = load_config(self.path, online=online, log=log)
         self.online = self._open_online()
-        self._readers: dict[tuple[str, ...], tuple[int, list[ViewReader], list[str], bool]] = {}
+        self._readers: dict[tuple[str, ...], tuple[int, list[Reader], list[str], bool]] = {}
         self._registry_checked = float("-inf")
         self._registry_seen = 0
         if (self.path / "log.sqlite").exists() or self.config.log not in (None, "sqlite"):
@@ -455,7 +459,7 @@ class FeatureStore:
             self._registry_checked = now
         return self._registry_seen
 
-    def _build_readers(self, features: tuple[str, ...]) -> tuple[list[ViewReader], list[str]]:
+    def _build_readers(self, features: tuple[str, ...]) -> tuple[list[Reader], list[str]]:
         selection = self.resolve(features)
         readers = [self.online.reader(s.view, s.features, s.output_names) for s in selection.selections]
         offline_only = [s.view.name for s in selection.selections if not s.view.online]
@@ -547,18 +551,24 @@ def _inherit_schema(view: FeatureView, current: FeatureView | None, *, has_data:
         return view
     same_keys = view.entity_columns == current.entity_columns
     entity_types = view.entity_types or (current.entity_types if same_keys else None)
+    features: list[str] | dict[str, str] | None
     if view.features is None and has_data:
         features = None
     elif view.features is None:
-        features = current.feature_types if current.features is not None else None
+        features = _as_features(current.feature_types) if current.features is not None else None
     else:
         known = current.feature_types
-        features = {f: t or known.get(f) for f, t in view.feature_types.items()}
-        if any(t is None for t in features.values()):
-            features = list(features)  # type: ignore[assignment]
+        features = _as_features({f: t or known.get(f) for f, t in view.feature_types.items()})
     from dataclasses import replace
 
     return replace(view, entity_types=entity_types, features=features)
+
+
+def _as_features(types_by_name: Mapping[str, str | None]) -> list[str] | dict[str, str]:
+    """A FeatureView features argument: typed when every type is known, else names only."""
+    if any(t is None for t in types_by_name.values()):
+        return list(types_by_name)
+    return {f: str(t) for f, t in types_by_name.items()}
 
 
 def _check_compatible(current: FeatureView, new: FeatureView, *, has_data: bool) -> None:

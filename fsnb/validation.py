@@ -46,9 +46,13 @@ def check_batch(con: duckdb.DuckDBPyConnection, view: FeatureView, table: pa.Tab
         if col not in columns:
             msg = f"missing entity column '{col}' for '{name}' (data has: {_show(columns)}); add it or change the view's entities"
             raise SchemaMismatch(msg)
-    for col, role in ((view.timestamp_field, "timestamp"), (view.created_timestamp_field, "created timestamp")):
-        if col and col not in columns:
-            msg = f"missing {role} column '{col}' for '{name}' (data has: {_show(columns)}); add it or change the view's {role.replace(' ', '_')} field"
+    time_columns: tuple[tuple[str | None, str], ...] = (
+        (view.timestamp_field, "timestamp"),
+        (view.created_timestamp_field, "created timestamp"),
+    )
+    for time_col, role in time_columns:
+        if time_col and time_col not in columns:
+            msg = f"missing {role} column '{time_col}' for '{name}' (data has: {_show(columns)}); add it or change the view's {role.replace(' ', '_')} field"
             raise SchemaMismatch(msg)
     duck = arrow_duck_types(con, table)
     for col in filter(None, (view.timestamp_field, view.created_timestamp_field)):
@@ -116,7 +120,7 @@ def _check_nulls(con: duckdb.DuckDBPyConnection, view: FeatureView, table: pa.Ta
     if counts:
         rel = con.from_arrow(table)
         cond = " OR ".join(f"{q(c)} IS NULL" for c in counts)
-        (rows,) = rel.filter(cond).aggregate("count(*)").fetchall()[0]  # type: ignore[misc]
+        (rows,) = rel.filter(cond).aggregate("count(*)").fetchall()[0]
         detail = ", ".join(f"{c}: {n}" for c, n in counts.items())
         msg = f"{rows} row(s) have a null entity key or timestamp ({detail}); drop or fill them before ingesting into '{view.name}'"
         raise InvalidData(msg)

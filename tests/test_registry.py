@@ -101,3 +101,11 @@ def test_reprs_are_readable() -> None:
     assert repr(view) == (
         "FeatureView('user_stats', entities=['user_id'], timestamp='event_timestamp', ttl=30d, features=[login_count])"
     )
+
+
+def test_untyped_features_carry_over_without_becoming_a_type(store) -> None:
+    store.register(fsnb.FeatureView("user_stats", entities=["user_id"], features=["login_count"]))
+    again = store.register(fsnb.FeatureView("user_stats", entities=["user_id"], description="same features"))
+    assert again.view.feature_types == {"login_count": None}
+    store.ingest("user_stats", EVENTS.drop("avg_purchase"))
+    assert store.get_feature_view("user_stats").feature_types == {"login_count": "BIGINT"}
