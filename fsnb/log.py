@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -65,9 +65,10 @@ class LogEntry:
     rows: int
     appended_us: int
     payload: bytes
+    decoded: pa.Table | None = field(default=None, compare=False, repr=False)  # set by the appender
 
     def table(self) -> pa.Table:
-        return decode_batch(self.payload)
+        return self.decoded if self.decoded is not None else decode_batch(self.payload)
 
 
 class FeatureLog(Protocol):

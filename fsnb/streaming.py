@@ -157,10 +157,13 @@ def push(store: FeatureStore, name: str, data: Any, *, namespace: Mapping[str, A
     columns = [*view.system_columns, *view.feature_names]
     batch = checked.table.select(columns)
     log = log_of(store)
-    offset = log.append(name, version, encode_batch(batch), batch.num_rows)
+    payload = encode_batch(batch)
+    offset = log.append(name, version, payload, batch.num_rows)
     _crash_point("after_append")
     session = store.__dict__.get("_fsnb_producer")
-    apply_pending(store, ONLINE)
+    # The entry just appended need not be read back and decoded for the online consumer.
+    just_appended = LogEntry(offset, name, version, batch.num_rows, now_us(), payload, batch)
+    apply_pending(store, ONLINE, just_appended)
     compact_now = offset % _COMPACT_EVERY == 0
     if session is None:
         try:
@@ -208,14 +211,25 @@ def _check(store: FeatureStore, view: FeatureView, table: pa.Table) -> CheckedBa
 
 
 # -- consumers ----------------------------------------------------------------------
-def apply_pending(store: FeatureStore, consumer: str) -> int:
-    """Apply every entry the consumer has not committed, in order; return how many."""
+def apply_pending(store: FeatureStore, consumer: str, just_appended: LogEntry | None = None) -> int:
+    """Apply every entry the consumer has not committed, in order; return how many.
+
+    just_appended: the entry this process has just appended, used instead of reading
+    it back when it is exactly the next one (the embedded log only: a Redis consumer
+    must read through its group so that the group knows what it was given).
+    """
     log = log_of(store)
+    if not isinstance(log, SqliteLog):
+        just_appended = None
     applied = 0
     with log.consumer_lock(consumer):
         while True:
             start = log.committed(consumer) + 1
-            entries = log.read_from(start, _APPLY_CHUNK)
+            if just_appended is not None and just_appended.offset == start:
+                entries = [just_appended]
+            else:
+                entries = log.read_from(start, _APPLY_CHUNK)
+            just_appended = None
             if not entries:
                 break
             apply_entries(store, consumer, entries)

@@ -237,7 +237,7 @@ def test_skew_is_reported_when_the_stores_disagree(tmp_path: Path) -> None:
 # -- crashes: the log tail is replayed by sync() --------------------------------------------
 def test_unapplied_entries_are_announced_and_synced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = stream_store(tmp_path / "s")
-    monkeypatch.setattr(streaming, "apply_pending", lambda store, consumer: 0)
+    monkeypatch.setattr(streaming, "apply_pending", lambda store, consumer, just_appended=None: 0)
     store.push("clicks", events([1], [0], [1]))
     store.push("clicks", events([2], [0], [2]))
     fresh = store.freshness().row(0, named=True)
@@ -260,7 +260,7 @@ def test_schema_evolution_old_entries_apply_with_null_new_features(tmp_path: Pat
     store = stream_store(tmp_path / "s")
     store.push("clicks", events([1], [0], [1]))
     real = streaming.apply_pending
-    monkeypatch.setattr(streaming, "apply_pending", lambda store, consumer: 0)
+    monkeypatch.setattr(streaming, "apply_pending", lambda store, consumer, just_appended=None: 0)
     store.push("clicks", events([2], [0], [2]))  # appended under version 1, not yet applied
     monkeypatch.setattr(streaming, "apply_pending", real)
     reg = store.register(
@@ -290,7 +290,7 @@ def test_a_feature_added_without_a_type_gets_it_from_the_first_push(tmp_path: Pa
     store = stream_store(tmp_path / "s")
     store.push("clicks", events([1], [0], [1]))
     real = streaming.apply_pending
-    monkeypatch.setattr(streaming, "apply_pending", lambda store, consumer: 0)
+    monkeypatch.setattr(streaming, "apply_pending", lambda store, consumer, just_appended=None: 0)
     store.push("clicks", events([1], [10], [2]))  # version 1, pending
     monkeypatch.setattr(streaming, "apply_pending", real)
     store.register(fsnb.FeatureView("clicks", entities=["user_id"], sync="stream", features=["clicks", "score"]))
@@ -331,7 +331,7 @@ def test_retention_drops_only_what_both_consumers_committed(tmp_path: Path, monk
     store.sync()
     assert [e.offset for e in log.read_from(1)] == [8, 9, 10]
     real = streaming.apply_pending
-    monkeypatch.setattr(streaming, "apply_pending", lambda store, consumer: 0)
+    monkeypatch.setattr(streaming, "apply_pending", lambda store, consumer, just_appended=None: 0)
     streaming.set_retention(store, keep_entries=0)
     for i in range(3):
         store.push("clicks", events([i], [2], [i]))
