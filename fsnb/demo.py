@@ -35,6 +35,9 @@ def run_notebook(path: str | os.PathLike[str], store: str | os.PathLike[str], *,
         timeout=timeout,
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
+        # The kernel's startup warnings (e.g. about TCP on loopback) are noise in a demo;
+        # errors still show, and cell errors come back through the notebook anyway.
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],
     )
     client.execute(env=env)
     return nb
