@@ -52,6 +52,12 @@ class FingerprintMismatch(FsnbError):
     """A rebuilt training set differs from the one recorded at export."""
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (its first three lines joined), for user errors."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return " ".join(lines[:3]) if lines else type(exc).__name__
+
+
 def closest(name: str, candidates: Iterable[str]) -> str:
     """Return a "; did you mean 'x'?" hint, or "" when nothing is close."""
     options = sorted(set(candidates))

@@ -18,7 +18,6 @@ import fcntl
 import os
 import sqlite3
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -29,6 +28,7 @@ from typing import Protocol
 import pyarrow as pa
 
 from fsnb.errors import StoreError
+from fsnb.timeutil import now_us
 
 LOG_FILE = "log.sqlite"
 CONSUMERS = ("online", "offline")
@@ -136,10 +136,6 @@ def encode_batch(table: pa.Table) -> bytes:
 def decode_batch(payload: bytes) -> pa.Table:
     with pa.ipc.open_stream(pa.py_buffer(payload)) as reader:
         return reader.read_all()
-
-
-def now_us() -> int:
-    return time.time_ns() // 1000
 
 
 class SqliteLog:

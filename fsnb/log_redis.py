@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from fsnb.errors import StoreError
-from fsnb.log import CONSUMERS, LogEntry, now_us, os_consumer_lock
+from fsnb.log import CONSUMERS, LogEntry, os_consumer_lock
+from fsnb.timeutil import now_us
 
 _APPEND = """
 local n = redis.call('INCR', KEYS[2])

@@ -25,7 +25,7 @@ from IPython.core.magic import (
 )
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from fsnb.errors import FsnbError, closest
+from fsnb.errors import FsnbError, closest, one_line
 
 if TYPE_CHECKING:
     from fsnb.store import FeatureStore
@@ -51,7 +51,7 @@ def user_errors(func: F) -> F:
             raise UsageError(str(exc)) from None
         except Exception as exc:
             if type(exc).__module__.split(".")[0] == "duckdb":
-                raise UsageError(f"DuckDB: {_one_line(exc)}") from None
+                raise UsageError(f"DuckDB: {one_line(exc)}") from None
             raise
 
     return wrapper  # type: ignore[return-value]
@@ -70,11 +70,6 @@ def parse_argstring(magic: Any, line: str) -> Any:
         msg = f"cannot read the line: {exc}; close the quote"
         raise UsageError(msg) from None
     return magic.parser.parse_args(argv)
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return " ".join(lines[:3]) if lines else type(exc).__name__
 
 
 def _split_list(text: str, what: str) -> list[str]:
@@ -442,7 +437,7 @@ def load(shell: Any) -> FsnbMagics:
     try:
         print(magics.announce())
     except Exception as exc:  # a broken store path must not break the kernel
-        print(f"fsnb: cannot open the store at {magics.path}: {_one_line(exc)}; use %fsnb open PATH")
+        print(f"fsnb: cannot open the store at {magics.path}: {one_line(exc)}; use %fsnb open PATH")
     return magics
 
 

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from fsnb.store import FeatureStore
 
 _CHUNK = 50_000
-_PROGRESS_MIN_ROWS = 200_000
 
 
 def materialize(

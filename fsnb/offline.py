@@ -36,7 +36,6 @@ class OfflineStore:
     def __init__(self, path: Path, *, lock_timeout: float = 60.0) -> None:
         self.path = path
         self.lock_timeout = lock_timeout
-        self._depth = 0
         self._con: duckdb.DuckDBPyConnection | None = None
         self._known_columns: dict[str, set[str]] = {}
         self._thread_lock = threading.RLock()
@@ -52,18 +51,14 @@ class OfflineStore:
         """
         with self._thread_lock:
             if self._con is not None:
-                self._depth += 1
-                try:
-                    yield self._con
-                finally:
-                    self._depth -= 1
+                yield self._con
                 return
             con = self._open()
-            self._con, self._depth = con, 1
+            self._con = con
             try:
                 yield con
             finally:
-                self._con, self._depth = None, 0
+                self._con = None
                 con.close()
 
     def _open(self) -> duckdb.DuckDBPyConnection:

@@ -57,10 +57,6 @@ def decoder(duck_type: str) -> Callable[[Any], Any] | None:
     return lambda v: None if v is None else json.loads(v)
 
 
-def now_us() -> int:
-    return time.time_ns() // 1000
-
-
 def to_us(value: datetime) -> int:
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)

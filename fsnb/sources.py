@@ -10,7 +10,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from fsnb.errors import InvalidData, QueryError
+from fsnb.errors import InvalidData, QueryError, one_line
 
 _FILE_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv", ".csv.gz", ".json", ".jsonl", ".ndjson")
 
@@ -38,16 +38,10 @@ def _read_file(path: str) -> pa.Table:
             rel = con.read_csv(str(p))
         return rel.to_arrow_table()
     except duckdb.Error as exc:
-        msg = f"cannot read {path}: {_one_line(exc)}"
+        msg = f"cannot read {path}: {one_line(exc)}"
         raise InvalidData(msg) from None
     finally:
         con.close()
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return " ".join(lines[:3]) if lines else type(exc).__name__
 
 
 def run_sql(sql: str, namespace: Mapping[str, Any] | None = None) -> pa.Table:
@@ -62,14 +56,14 @@ def run_sql(sql: str, namespace: Mapping[str, Any] | None = None) -> pa.Table:
         try:
             rel = con.sql(sql)
         except duckdb.Error as exc:
-            raise QueryError(f"DuckDB: {_one_line(exc)}") from None
+            raise QueryError(f"DuckDB: {one_line(exc)}") from None
         if rel is None:
             msg = "the SQL ran but returned no rows; a feature view needs a SELECT"
             raise QueryError(msg)
         try:
             return rel.to_arrow_table()
         except duckdb.Error as exc:
-            raise QueryError(f"DuckDB: {_one_line(exc)}") from None
+            raise QueryError(f"DuckDB: {one_line(exc)}") from None
     finally:
         con.close()
 

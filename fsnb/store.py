@@ -7,7 +7,6 @@ import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,10 +26,11 @@ from fsnb.errors import (
     closest,
 )
 from fsnb.offline import OfflineStore
-from fsnb.online import OnlineStore, ViewReader, now_us
+from fsnb.online import OnlineStore, ViewReader
 from fsnb.pit import LABELS, ROW, T, ViewSelection, point_in_time_sql
 from fsnb.registry import Registry, ViewVersion
 from fsnb.sources import to_arrow
+from fsnb.timeutil import now_us
 from fsnb.validation import arrow_duck_types, check_batch
 
 if TYPE_CHECKING:
@@ -640,9 +640,3 @@ def _to_polars(table: pa.Table) -> pl.DataFrame:
         if isinstance(dtype, pl.Datetime) and dtype.time_zone not in (None, "UTC")
     ]
     return frame.with_columns(fixes) if fixes else frame
-
-
-def as_datetime_or_none(value: Any, what: str) -> datetime | None:
-    from fsnb.timeutil import utc
-
-    return None if value is None else utc(value, what)

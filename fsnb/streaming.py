@@ -53,13 +53,13 @@ from fsnb.log import (
     SqliteLog,
     consumer_active,
     encode_batch,
-    now_us,
     uncommitted,
 )
 from fsnb.online import encode_sql
 from fsnb.pit import latest_per_entity_sql
 from fsnb.sources import to_arrow
 from fsnb.sqlnames import ENTRY, offline_table, q
+from fsnb.timeutil import now_us
 from fsnb.validation import CheckedBatch, check_batch
 
 if TYPE_CHECKING:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import date, datetime, timezone
 from typing import Any
 
@@ -34,3 +35,8 @@ def utc(value: Any, what: str = "time") -> datetime:
 
 def now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def now_us() -> int:
+    """The current time as integer microseconds since the epoch (how the stores keep time)."""
+    return time.time_ns() // 1000
