@@ -54,6 +54,16 @@ class ViewVersion:
     created_at: float
 
 
+@dataclass(frozen=True)
+class ViewSummary:
+    """A view's newest version, how many versions it has, and its mirrored statistics."""
+
+    latest: ViewVersion
+    versions: int
+    stats: dict[str, Any]
+    stats_updated_at: float | None
+
+
 def connect_sqlite(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     """A SQLite connection in WAL mode that waits (not fails) on a concurrent writer."""
     if readonly:
@@ -69,15 +79,27 @@ def connect_sqlite(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
 class Registry:
     """Definitions and metadata of one store."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        """readonly: open an existing registry without creating or changing anything
+        (what the JupyterLab server extension does beside a kernel that writes it)."""
         self.path = path
-        self._con = connect_sqlite(path)
-        self._con.executescript(_SCHEMA)
+        self._con = connect_sqlite(path, readonly=readonly)
+        if not readonly:
+            self._con.executescript(_SCHEMA)
         self._cache_version = -1
         self._cache: dict[str, ViewVersion] = {}
 
     def close(self) -> None:
         self._con.close()
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Every read inside sees the registry at one commit (a read transaction)."""
+        self._con.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._con.execute("COMMIT")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -168,6 +190,25 @@ class Registry:
             "stats = excluded.stats, updated_at = excluded.updated_at",
             (name, json.dumps(stats, default=str), time.time()),
         )
+
+    def summaries(self) -> list[ViewSummary]:
+        """Every view's newest version with its version count and statistics, by name."""
+        rows = self._con.execute(
+            "SELECT v.name, v.version, v.definition, v.created_at, "
+            "(SELECT count(*) FROM views c WHERE c.name = v.name), s.stats, s.updated_at "
+            "FROM views v LEFT JOIN view_stats s ON s.name = v.name "
+            "WHERE v.version = (SELECT max(version) FROM views w WHERE w.name = v.name) "
+            "ORDER BY v.name"
+        ).fetchall()
+        return [
+            ViewSummary(
+                ViewVersion(FeatureView.from_dict(json.loads(definition)), int(version), created_at),
+                int(count),
+                json.loads(stats) if stats else {},
+                stats_at,
+            )
+            for _name, version, definition, created_at, count, stats, stats_at in rows
+        ]
 
     def stats(self, name: str) -> dict[str, Any]:
         row = self._con.execute("SELECT stats FROM view_stats WHERE name = ?", (name,)).fetchone()

@@ -26,8 +26,8 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
 
-from fsnb.definitions import FeatureView, format_ttl
-from fsnb.registry import connect_sqlite
+from fsnb.definitions import format_ttl
+from fsnb.registry import Registry, ViewSummary, connect_sqlite
 
 REGISTRY_FILE = "registry.sqlite"
 ONLINE_FILE = "online.sqlite"
@@ -65,15 +65,13 @@ def describe_store(store_dir: Path) -> dict[str, Any]:
     if not registry_file.is_file():
         msg = f"no fsnb store in {store_dir}"
         raise StoreNotFound(msg)
-    con = connect_sqlite(registry_file, readonly=True)
+    registry = Registry(registry_file, readonly=True)
     try:
-        # One read transaction: every table is seen at the same commit.
-        con.execute("BEGIN")
-        views = _read_views(con)
-        training_sets = _read_training_sets(con)
-        con.execute("COMMIT")
+        with registry.snapshot():  # views and training sets as of one commit
+            views = [_view_json(summary) for summary in registry.summaries()]
+            training_sets = [_training_set_json(record) for record in registry.training_sets()]
     finally:
-        con.close()
+        registry.close()
     online = _read_online_updates(store_dir / ONLINE_FILE)
     log = _read_log(store_dir / LOG_FILE, [v["name"] for v in views if v["stream"]])
     for view in views:
@@ -85,63 +83,40 @@ def describe_store(store_dir: Path) -> dict[str, Any]:
     return {"views": views, "training_sets": training_sets, "generated_at": _iso(_now())}
 
 
-def _read_views(con: sqlite3.Connection) -> list[dict[str, Any]]:
-    rows = con.execute(
-        "SELECT v.name, v.version, v.definition, v.created_at, "
-        "(SELECT count(*) FROM views c WHERE c.name = v.name), s.stats, s.updated_at "
-        "FROM views v LEFT JOIN view_stats s ON s.name = v.name "
-        "WHERE v.version = (SELECT max(version) FROM views w WHERE w.name = v.name) "
-        "ORDER BY v.name"
-    ).fetchall()
-    views = []
-    for name, version, definition, created_at, n_versions, stats_json, stats_at in rows:
-        view = FeatureView.from_dict(json.loads(definition))
-        stats = json.loads(stats_json) if stats_json else {}
-        entity_types = dict(view.entity_types or {})
-        views.append(
-            {
-                "name": name,
-                "version": int(version),
-                "versions": int(n_versions),
-                "defined_at": _iso(created_at),
-                "description": view.description,
-                "entities": [{"name": e, "type": entity_types.get(e)} for e in view.entity_columns],
-                "timestamp_field": view.timestamp_field,
-                "created_timestamp_field": view.created_timestamp_field,
-                "features": [{"name": f, "type": t} for f, t in view.feature_types.items()],
-                "ttl": None if view.ttl is None else format_ttl(view.ttl),  # type: ignore[arg-type]
-                "online": bool(view.online),
-                "stream": view.sync == "stream",
-                "sync": view.sync,
-                "rows": stats.get("rows", 0),
-                "entity_count": stats.get("entities"),
-                "min_ts": stats.get("min_ts"),
-                "max_ts": stats.get("max_ts"),
-                "last_ingested": stats.get("last_ingested"),
-                "stats_updated_at": _iso(stats_at),
-            }
-        )
-    return views
+def _view_json(summary: ViewSummary) -> dict[str, Any]:
+    view, stats = summary.latest.view, summary.stats
+    entity_types = dict(view.entity_types or {})
+    return {
+        "name": view.name,
+        "version": summary.latest.version,
+        "versions": summary.versions,
+        "defined_at": _iso(summary.latest.created_at),
+        "description": view.description,
+        "entities": [{"name": e, "type": entity_types.get(e)} for e in view.entity_columns],
+        "timestamp_field": view.timestamp_field,
+        "created_timestamp_field": view.created_timestamp_field,
+        "features": [{"name": f, "type": t} for f, t in view.feature_types.items()],
+        "ttl": None if view.ttl is None else format_ttl(view.ttl),  # type: ignore[arg-type]
+        "online": bool(view.online),
+        "stream": view.sync == "stream",
+        "sync": view.sync,
+        "rows": stats.get("rows", 0),
+        "entity_count": stats.get("entities"),
+        "min_ts": stats.get("min_ts"),
+        "max_ts": stats.get("max_ts"),
+        "last_ingested": stats.get("last_ingested"),
+        "stats_updated_at": _iso(summary.stats_updated_at),
+    }
 
 
-def _read_training_sets(con: sqlite3.Connection) -> list[dict[str, Any]]:
-    rows = con.execute(
-        "SELECT name, fingerprint, detail, created_at FROM training_sets t "
-        "WHERE id = (SELECT max(id) FROM training_sets u WHERE u.name = t.name) ORDER BY name"
-    ).fetchall()
-    sets = []
-    for name, fingerprint, detail_json, created_at in rows:
-        detail = json.loads(detail_json) if detail_json else {}
-        sets.append(
-            {
-                "name": name,
-                "fingerprint": fingerprint,
-                "created_at": _iso(created_at),
-                "features": detail.get("features", []),
-                "rows": detail.get("rows"),
-            }
-        )
-    return sets
+def _training_set_json(record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": record["name"],
+        "fingerprint": record["fingerprint"],
+        "created_at": _iso(record["created_at"]),
+        "features": record.get("features", []),
+        "rows": record.get("rows"),
+    }
 
 
 def _read_online_updates(path: Path) -> dict[str, float]:
