@@ -33,7 +33,7 @@ def _store_dir(value: str | None) -> Path:
 def _registry(value: str | None) -> Any:
     from fsnb.registry import Registry
 
-    return Registry(_store_dir(value) / "registry.sqlite")
+    return Registry(_store_dir(value) / "registry.sqlite", readonly=True)  # list/show never write
 
 
 def cmd_export(args: argparse.Namespace) -> int:
