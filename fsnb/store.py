@@ -3,6 +3,7 @@ lives in offline.py / pit.py / online.py / materialize.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -204,7 +205,7 @@ class FeatureStore:
         if current is not None:
             _check_compatible(current.view, candidate, has_data=bool(self.registry.stats(view.name).get("rows")))
         changes = _diff(current.view, candidate) if current else []
-        new_version = current is None or bool(changes) or candidate.to_dict() != current.view.to_dict()
+        new_version = current is None or candidate.to_dict() != current.view.to_dict()
         if new_version:
             version = self.registry.put(candidate)
         else:
@@ -213,7 +214,7 @@ class FeatureStore:
         rows = 0
         try:
             if batch is not None:
-                batch = type(batch)(batch.table, candidate, batch.column_types)
+                batch = dataclasses.replace(batch, view=candidate)
                 rows = self.offline.write(batch, replace=replace)
         except BaseException:
             if new_version:
@@ -559,9 +560,7 @@ def _inherit_schema(view: FeatureView, current: FeatureView | None, *, has_data:
     else:
         known = current.feature_types
         features = _as_features({f: t or known.get(f) for f, t in view.feature_types.items()})
-    from dataclasses import replace
-
-    return replace(view, entity_types=entity_types, features=features)
+    return dataclasses.replace(view, entity_types=entity_types, features=features)
 
 
 def _as_features(types_by_name: Mapping[str, str | None]) -> list[str] | dict[str, str]:
