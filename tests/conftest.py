@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import fsnb
+from fsnb.testing import RedisMissing, RedisServer
 
 
 @pytest.fixture
@@ -18,22 +19,34 @@ def store(tmp_path: Path) -> Iterator[fsnb.FeatureStore]:
     s.close()
 
 
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A redis-server of the test session's own, on a free loopback port."""
-    from fsnb.testing import RedisMissing, running_redis
-
+def _start_redis(directory: Path, *, persistent: bool = False) -> RedisServer:
+    """A started private redis-server; a missing binary fails the test under CI=true, else skips it."""
+    server = RedisServer(directory)
     try:
-        server_cm = running_redis(tmp_path_factory.mktemp("redis"))
-        server = server_cm.__enter__()
+        server.start(persistent=persistent)
     except RedisMissing as exc:
         if os.environ.get("CI") == "true":
             pytest.fail(str(exc))
         pytest.skip(str(exc))
-    try:
-        yield server.url
-    finally:
-        server_cm.__exit__(None, None, None)
+    return server
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A redis-server of the test session's own, on a free loopback port."""
+    server = _start_redis(tmp_path_factory.mktemp("redis"))
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def persistent_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own that keeps every acknowledged write (AOF, fsync always)."""
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    server = _start_redis(directory, persistent=True)
+    yield server
+    server.stop()
 
 
 @pytest.fixture(params=["sqlite", "redis"])

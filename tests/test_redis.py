@@ -9,25 +9,8 @@ import polars as pl
 import pytest
 
 import fsnb
-from fsnb.testing import RedisMissing, RedisServer
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture
-def server(tmp_path: Path):
-    import os
-
-    s = RedisServer(tmp_path / "redis")
-    (tmp_path / "redis").mkdir()
-    try:
-        s.start(persistent=True)
-    except RedisMissing as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
-    yield s
-    s.stop()
 
 
 def _batch(i: int) -> pl.DataFrame:
@@ -38,22 +21,22 @@ def _batch(i: int) -> pl.DataFrame:
     })
 
 
-def test_stopped_server_gives_a_clear_error_and_acknowledged_batches_survive(tmp_path: Path, server) -> None:
-    store = fsnb.FeatureStore(tmp_path / "s", online=server.url, log=server.url)
+def test_stopped_server_gives_a_clear_error_and_acknowledged_batches_survive(tmp_path: Path, persistent_redis) -> None:
+    store = fsnb.FeatureStore(tmp_path / "s", online=persistent_redis.url, log=persistent_redis.url)
     store.register(fsnb.FeatureView("v", entities=["k"], sync="stream", features={"x": "BIGINT"}))
     acknowledged, failures = [], []
     for i in range(60):
         if i == 25:
-            server.stop()
+            persistent_redis.stop()
         if i == 40:
-            server.start(persistent=True)
+            persistent_redis.start(persistent=True)
         try:
             store.push("v", _batch(i))
             acknowledged.append(i)
         except fsnb.FsnbError as exc:
             failures.append(str(exc))
     assert len(failures) >= 15  # every push while the server was down failed loudly
-    assert all("\n" not in f and server.url.split("/")[2] in f for f in failures), failures[:2]
+    assert all("\n" not in f and persistent_redis.url.split("/")[2] in f for f in failures), failures[:2]
     store.sync()
     offline = store.read("v")
     assert sorted(set(offline["x"].to_list()) & set(range(60))) == acknowledged
@@ -73,10 +56,10 @@ def test_connection_error_names_the_address(tmp_path: Path) -> None:
         fsnb.FeatureStore(tmp_path / "s", online=url)
 
 
-def test_fsnb_toml_configures_both_backends(tmp_path: Path, server) -> None:
+def test_fsnb_toml_configures_both_backends(tmp_path: Path, redis_url) -> None:
     path = tmp_path / "s"
     path.mkdir()
-    (path / "fsnb.toml").write_text(f'[online]\nurl = "{server.url}"\n\n[log]\nurl = "{server.url}"\n')
+    (path / "fsnb.toml").write_text(f'[online]\nurl = "{redis_url}"\n\n[log]\nurl = "{redis_url}"\n')
     store = fsnb.FeatureStore(path)
     assert type(store.online).__name__ == "RedisOnlineStore"
     store.register(fsnb.FeatureView("v", entities=["k"], sync="stream", features={"x": "BIGINT"}))
@@ -89,17 +72,17 @@ def test_fsnb_toml_configures_both_backends(tmp_path: Path, server) -> None:
         fsnb.FeatureStore(path)
 
 
-def test_fsnb_open_magic_takes_redis_urls(tmp_path: Path, server) -> None:
+def test_fsnb_open_magic_takes_redis_urls(tmp_path: Path, redis_url) -> None:
     from IPython.core.error import UsageError
     from IPython.core.interactiveshell import InteractiveShell
 
     ip = InteractiveShell.instance()
     ip.run_line_magic("load_ext", "fsnb")
     try:
-        store = ip.run_line_magic("fsnb", f"open {tmp_path / 's'} --online {server.url} --log {server.url}")
+        store = ip.run_line_magic("fsnb", f"open {tmp_path / 's'} --online {redis_url} --log {redis_url}")
         assert type(store.online).__name__ == "RedisOnlineStore"
-        assert server.url in (tmp_path / "s" / "fsnb.toml").read_text()
+        assert redis_url in (tmp_path / "s" / "fsnb.toml").read_text()
         with pytest.raises(UsageError, match="go with open"):
-            ip.run_line_magic("fsnb", f"list --online {server.url}")
+            ip.run_line_magic("fsnb", f"list --online {redis_url}")
     finally:
         ip.run_line_magic("unload_ext", "fsnb")
