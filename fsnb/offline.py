@@ -12,11 +12,12 @@ import os
 import random
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import duckdb
 import numpy as np
@@ -28,21 +29,47 @@ from fsnb.sqlnames import ENTRY, INGESTED_AT, SEQ, offline_table, q, qlist
 from fsnb.validation import CheckedBatch
 
 _META = "_fsnb_offline_meta"
+# Columns the meta table gained after its first release (added to older stores on open):
+# the registry version and definition hash last committed with data, the token of the
+# last committed write (fsnb.commit), and the view's statistics, kept in each write's
+# transaction (rows NULL: not yet counted, an older store).
+_META_COLUMNS = {
+    "version": "BIGINT",
+    "definition_hash": "VARCHAR",
+    "write_token": "VARCHAR",
+    "rows": "BIGINT",
+    "entities": "BIGINT",
+    "min_ts": "TIMESTAMPTZ",
+    "max_ts": "TIMESTAMPTZ",
+    "last_ingested": "TIMESTAMPTZ",
+}
 # DuckDB 2 refuses new work on a connection with an unfinished result, so every
 # query here is read with fetchall(), never fetchone().
 
 
+class Journal(Protocol):
+    """What the offline store tells the registry around each write (fsnb.commit)."""
+
+    def recover(self, con: duckdb.DuckDBPyConnection) -> None: ...
+    def begin(
+        self, con: duckdb.DuckDBPyConnection, token: str, view: FeatureView, version: int | None, publish: bool
+    ) -> None: ...
+    def abort(self, token: str) -> None: ...
+    def committed(self, token: str, view: FeatureView, stats: dict[str, Any], publish: bool) -> None: ...
+
+
 class OfflineStore:
-    def __init__(self, path: Path, *, lock_timeout: float = 60.0) -> None:
+    def __init__(self, path: Path, *, lock_timeout: float = 60.0, journal: Journal | None = None) -> None:
         self.path = path
         self.lock_timeout = lock_timeout
+        self.journal = journal
         self._con: duckdb.DuckDBPyConnection | None = None
         self._known_columns: dict[str, set[str]] = {}
         self._thread_lock = threading.RLock()
 
     # -- connections ------------------------------------------------------------
     @contextmanager
-    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def connect(self, *, timeout: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
         """Open the database (waiting for another process to let go), yield, close.
 
         Nested uses in one thread share one connection so a caller can compose
@@ -53,16 +80,19 @@ class OfflineStore:
             if self._con is not None:
                 yield self._con
                 return
-            con = self._open()
+            con = self._open(self.lock_timeout if timeout is None else timeout)
             self._con = con
             try:
+                if self.journal is not None:
+                    # This process holds the file now: a write still in flight is a dead writer's.
+                    self.journal.recover(con)
                 yield con
             finally:
                 self._con = None
                 con.close()
 
-    def _open(self) -> duckdb.DuckDBPyConnection:
-        deadline = time.monotonic() + self.lock_timeout
+    def _open(self, lock_timeout: float) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + lock_timeout
         delay = 0.005
         while True:
             try:
@@ -77,7 +107,7 @@ class OfflineStore:
                     holder = _lock_holder(text)
                     msg = (
                         f"the offline store {self.path} is held by another process{holder} for more than "
-                        f"{self.lock_timeout:g}s; wait for it to finish or close that notebook's kernel"
+                        f"{lock_timeout:g}s; wait for it to finish or close that notebook's kernel"
                     )
                     raise StoreBusy(msg) from None
                 time.sleep(delay * (1 + random.random()))
@@ -89,6 +119,12 @@ class OfflineStore:
         con.execute(
             f"CREATE TABLE IF NOT EXISTS {_META} (name VARCHAR PRIMARY KEY, next_seq BIGINT NOT NULL, has_ties BOOLEAN NOT NULL)"
         )
+        have = {r[0] for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [_META]
+        ).fetchall()}
+        for column, kind in _META_COLUMNS.items():
+            if column not in have:
+                con.execute(f"ALTER TABLE {_META} ADD COLUMN {q(column)} {kind}")
         return con
 
     # -- schema ----------------------------------------------------------------
@@ -124,20 +160,21 @@ class OfflineStore:
             con.execute(
                 f"CREATE TABLE {table} ({cols}, {q(SEQ)} BIGINT NOT NULL, {q(INGESTED_AT)} TIMESTAMPTZ NOT NULL, {q(ENTRY)} VARCHAR)"
             )
-            con.execute(f"INSERT OR IGNORE INTO {_META} VALUES (?, 0, false)", [view.name])
+            con.execute(f"INSERT OR IGNORE INTO {_META} (name, next_seq, has_ties) VALUES (?, 0, false)", [view.name])
             self._known_columns[view.name] = set(wanted)
             return
         existing = self.table_columns(con, view.name)
         for c, t in wanted.items():
             if c not in existing:
                 con.execute(f"ALTER TABLE {table} ADD COLUMN {q(c)} {t}")
-        con.execute(f"INSERT OR IGNORE INTO {_META} VALUES (?, 0, false)", [view.name])
+        con.execute(f"INSERT OR IGNORE INTO {_META} (name, next_seq, has_ties) VALUES (?, 0, false)", [view.name])
         self._known_columns[view.name] = set(existing) | set(wanted)
 
     def drop(self, name: str) -> None:
         self._known_columns.pop(name, None)
         with self.connect() as con:
             con.execute(f"DROP TABLE IF EXISTS {offline_table(name)}")
+            con.execute(f"DROP TABLE IF EXISTS {_keys_table(name)}")
             con.execute(f"DELETE FROM {_META} WHERE name = ?", [name])
 
     # -- writes ----------------------------------------------------------------
@@ -148,19 +185,29 @@ class OfflineStore:
         replace: bool = False,
         entry: str | None = None,
         ingested_at: datetime | None = None,
+        version: int | None = None,
+        publish: bool = False,
     ) -> int:
         """Append a validated batch in one transaction; return the rows written.
 
         Exact duplicates (within the batch or of stored rows) are dropped. With
         replace=True the view's rows become exactly the batch's (rows already stored
         keep their ingestion time). With entry set, a replay of the same log entry
-        writes nothing.
+        writes nothing. The view's statistics change in the same transaction.
+
+        publish=True: batch.view is a definition the registry shows (as ``version``)
+        only once these rows are committed; the journal makes the two commit together
+        (fsnb.commit). Returns after the commit
+        point even if mirroring to the registry failed (that is a warning).
         """
         view = batch.view
         table = offline_table(view.name)
         user_cols = [*view.system_columns, *view.feature_names]
         now = ingested_at or datetime.now(timezone.utc)
+        token = uuid.uuid4().hex
         with self.connect() as con:
+            if self.journal is not None:
+                self.journal.begin(con, token, view, version, publish)
             con.execute("BEGIN TRANSACTION")
             try:
                 self.ensure_table(con, view)
@@ -168,6 +215,8 @@ class OfflineStore:
                     seen = con.execute(f"SELECT count(*) FROM {table} WHERE {q(ENTRY)} = ?", [entry]).fetchall()[0]
                     if seen and seen[0]:
                         con.execute("ROLLBACK")
+                        if self.journal is not None:
+                            self.journal.abort(token)
                         return 0
                 arrow = batch.table.append_column(
                     "__fsnb_idx", pa.array(np.arange(batch.table.num_rows, dtype=np.int64))
@@ -209,19 +258,84 @@ class OfflineStore:
                         f"AND e.{q(SEQ)} <> n.{q(SEQ)} WHERE n.{q(SEQ)} >= ? AND {in_range})",
                         [base, lo, hi],
                     ).fetchall()[0]
+                stats = self._next_stats(con, view, int(written), now, recount=replace)
                 con.execute(
-                    f"UPDATE {_META} SET next_seq = ?, has_ties = ? WHERE name = ?",
-                    [base + written, bool(ties), view.name],
+                    f"UPDATE {_META} SET next_seq = ?, has_ties = ?, write_token = ?, "
+                    "version = coalesce(?, version), definition_hash = coalesce(?, definition_hash) WHERE name = ?",
+                    [base + written, bool(ties), token, version, view.definition_hash() if publish else None, view.name],
                 )
                 con.execute("DROP TABLE __fsnb_new")
                 con.unregister("__fsnb_batch")
-                con.execute("COMMIT")
+                con.execute("COMMIT")  # the commit point
             except BaseException:
                 self._known_columns.pop(view.name, None)  # a rolled-back CREATE/ALTER never happened
                 with suppress(duckdb.Error):
                     con.execute("ROLLBACK")
+                if self.journal is not None:
+                    with suppress(Exception):
+                        self.journal.abort(token)
                 raise
+            if self.journal is not None:
+                self.journal.committed(token, view, stats, publish)
         return int(written)
+
+    def _next_stats(
+        self, con: duckdb.DuckDBPyConnection, view: FeatureView, written: int, now: datetime, *, recount: bool
+    ) -> dict[str, Any]:
+        """Update the view's statistics for the rows just written (inside the write's transaction).
+
+        Incremental: rows += written, the time range widened by the batch's, and the
+        batch's keys not seen before added to a per-view keys table (an anti-join
+        against the distinct keys, never a scan of the history). A full count runs
+        only when the view had no counted rows (first data, an older store) or the
+        rows were replaced (then the table holds just this batch).
+        """
+        row = con.execute(f"SELECT rows, entities, min_ts, max_ts, last_ingested FROM {_META} WHERE name = ?", [view.name]).fetchall()[0]
+        rows, entities, lo, hi, last = row
+        keys_table = _keys_table(view.name)
+        keys = qlist(view.entity_columns)
+        ts = q(view.timestamp_field)
+        if recount or not rows:
+            con.execute(f"CREATE OR REPLACE TABLE {keys_table} AS SELECT DISTINCT {keys} FROM {offline_table(view.name)}")
+            rows, lo, hi, last = con.execute(
+                f"SELECT count(*), min({ts}), max({ts}), max({q(INGESTED_AT)}) FROM {offline_table(view.name)}"
+            ).fetchall()[0]
+            (entities,) = con.execute(f"SELECT count(*) FROM {keys_table}").fetchall()[0]
+        elif written:
+            on = " AND ".join(f"k.{q(c)} = n.{q(c)}" for c in view.entity_columns)
+            (added,) = con.execute(
+                f"INSERT INTO {keys_table} SELECT DISTINCT {qlist(view.entity_columns, 'n.')} FROM __fsnb_new n "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {keys_table} k WHERE {on})"
+            ).fetchall()[0]
+            b_lo, b_hi = con.execute(f"SELECT min({ts}), max({ts}) FROM __fsnb_new").fetchall()[0]
+            rows, entities = int(rows) + written, int(entities or 0) + int(added)
+            lo, hi, last = min(lo, b_lo) if lo else b_lo, max(hi, b_hi) if hi else b_hi, now
+        con.execute(
+            f"UPDATE {_META} SET rows = ?, entities = ?, min_ts = ?, max_ts = ?, last_ingested = ? WHERE name = ?",
+            [rows, entities, lo, hi, last, view.name],
+        )
+        return _stats_dict(rows, entities, lo, hi, last)
+
+    def committed_stats(self, con: duckdb.DuckDBPyConnection, name: str) -> dict[str, Any] | None:
+        """The statistics the last committed write recorded (None: not counted yet)."""
+        found = con.execute(
+            f"SELECT rows, entities, min_ts, max_ts, last_ingested FROM {_META} WHERE name = ?", [name]
+        ).fetchall()
+        if not found or found[0][0] is None:
+            return None
+        return _stats_dict(*found[0])
+
+    def committed_write(self, con: duckdb.DuckDBPyConnection, name: str) -> str | None:
+        """The token of the view's last committed write (fsnb.commit)."""
+        found = con.execute(f"SELECT write_token FROM {_META} WHERE name = ?", [name]).fetchall()
+        return str(found[0][0]) if found and found[0][0] is not None else None
+
+    @staticmethod
+    def has_rows(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+        """Whether the view's offline table holds any row (asked of the table, not of a count)."""
+        if not OfflineStore.table_exists(con, name):
+            return False
+        return bool(con.execute(f"SELECT EXISTS (SELECT 1 FROM {offline_table(name)})").fetchall()[0][0])
 
     # -- reads -----------------------------------------------------------------
     def meta(self, con: duckdb.DuckDBPyConnection, name: str) -> tuple[int, bool]:
@@ -252,6 +366,7 @@ class OfflineStore:
             return con.sql(sql, params=params).to_arrow_table()
 
     def stats(self, view: FeatureView) -> dict[str, Any]:
+        """A full recount of the view's statistics (what the incremental ones must equal)."""
         with self.connect() as con:
             if not self.table_exists(con, view.name):
                 return {"rows": 0, "entities": 0, "min_ts": None, "max_ts": None}
@@ -268,6 +383,21 @@ class OfflineStore:
             "max_ts": hi.isoformat() if hi else None,
             "last_ingested": last.isoformat() if last else None,
         }
+
+
+def _keys_table(view_name: str) -> str:
+    """The per-view table of distinct entity keys (counts entities incrementally)."""
+    return q(f"_fsnb_keys__{view_name}")
+
+
+def _stats_dict(rows: Any, entities: Any, lo: Any, hi: Any, last: Any) -> dict[str, Any]:
+    return {
+        "rows": int(rows),
+        "entities": int(entities or 0),
+        "min_ts": lo.isoformat() if lo else None,
+        "max_ts": hi.isoformat() if hi else None,
+        "last_ingested": last.isoformat() if last else None,
+    }
 
 
 def _target_type(view: FeatureView, column: str) -> str:

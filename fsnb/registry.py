@@ -40,6 +40,17 @@ CREATE TABLE IF NOT EXISTS training_sets (
     detail TEXT NOT NULL,
     created_at REAL NOT NULL
 );
+-- An offline write in flight: written before its DuckDB transaction, removed after it.
+-- A write that publishes a definition (a new version, or an in-place schema fix) keeps
+-- it here, invisible to readers, until the offline store committed its rows.
+CREATE TABLE IF NOT EXISTS pending_writes (
+    token TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    version INTEGER,
+    definition TEXT,
+    definition_hash TEXT,
+    created_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS kv (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -183,9 +194,67 @@ class Registry:
                 con.execute(f"DELETE FROM {table} WHERE name = ?", (name,))
         self._cache_version = -1
 
+    # -- offline writes in flight (fsnb.commit) ---------------------------------
+    def next_version(self, name: str) -> int:
+        """The number a new version of name gets (pending ones count)."""
+        (current,) = self._con.execute(
+            "SELECT max(coalesce((SELECT max(version) FROM views WHERE name = ?), 0), "
+            "coalesce((SELECT max(version) FROM pending_writes WHERE name = ?), 0))",
+            (name, name),
+        ).fetchone()
+        return int(current) + 1
+
+    def begin_write(self, token: str, name: str, view: FeatureView | None, version: int | None) -> None:
+        """Record an offline write before its transaction; with view, the definition it
+        publishes as version once the rows are committed."""
+        definition = json.dumps(view.to_dict(), sort_keys=True) if view is not None else None
+        digest = view.definition_hash() if view is not None else None
+        with self.transaction() as con:
+            con.execute(
+                "INSERT INTO pending_writes VALUES (?, ?, ?, ?, ?, ?)",
+                (token, name, version, definition, digest, time.time()),
+            )
+
+    def pending_writes(self) -> list[tuple[str, str, int | None, str | None]]:
+        """(token, name, version, definition hash) of every write not finished."""
+        rows = self._con.execute(
+            "SELECT token, name, version, definition_hash FROM pending_writes ORDER BY created_at"
+        ).fetchall()
+        return [(str(t), str(n), None if v is None else int(v), h) for t, n, v, h in rows]
+
+    def finish_write(self, token: str, stats: dict[str, Any] | None, *, publish: bool) -> None:
+        """After the offline commit: publish the write's definition (if publish), mirror
+        its statistics and forget it, in one transaction. Idempotent."""
+        with self.transaction() as con:
+            row = con.execute(
+                "SELECT name, version, definition, definition_hash FROM pending_writes WHERE token = ?", (token,)
+            ).fetchone()
+            if row is None:
+                return
+            name, version, definition, digest = row
+            if publish and definition is not None:
+                updated = con.execute(
+                    "UPDATE views SET definition = ?, definition_hash = ? WHERE name = ? AND version = ?",
+                    (definition, digest, name, version),
+                ).rowcount
+                if not updated:
+                    con.execute("INSERT INTO views VALUES (?, ?, ?, ?, ?)", (name, version, definition, digest, time.time()))
+            if stats is not None:
+                self._write_stats(con, name, stats)
+            con.execute("DELETE FROM pending_writes WHERE token = ?", (token,))
+        self._cache_version = -1
+
+    def discard_write(self, token: str) -> None:
+        with self.transaction() as con:
+            con.execute("DELETE FROM pending_writes WHERE token = ?", (token,))
+
     # -- statistics and watermarks ---------------------------------------------
     def set_stats(self, name: str, stats: dict[str, Any]) -> None:
-        self._con.execute(
+        self._write_stats(self._con, name, stats)
+
+    @staticmethod
+    def _write_stats(con: sqlite3.Connection, name: str, stats: dict[str, Any]) -> None:
+        con.execute(
             "INSERT INTO view_stats VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
             "stats = excluded.stats, updated_at = excluded.updated_at",
             (name, json.dumps(stats, default=str), time.time()),

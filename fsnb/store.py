@@ -6,7 +6,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +18,7 @@ import polars as pl
 import pyarrow as pa
 
 from fsnb import types
+from fsnb.commit import RegistryJournal
 from fsnb.config import load_config
 from fsnb.definitions import FeatureView, parse_feature_refs
 from fsnb.errors import (
@@ -23,6 +26,7 @@ from fsnb.errors import (
     InvalidData,
     InvalidDefinition,
     SchemaMismatch,
+    StoreBusy,
     UnknownFeature,
     closest,
 )
@@ -105,6 +109,11 @@ class FeatureStore:
         self.path.mkdir(parents=True, exist_ok=True)
         self.registry = Registry(self.path / "registry.sqlite")
         self.offline = OfflineStore(self.path / "offline.duckdb", lock_timeout=lock_timeout)
+        self.offline.journal = RegistryJournal(self.registry, self.offline)
+        if self.registry.pending_writes():
+            # A writer died mid-write (or is writing now, and holds the offline store).
+            with suppress(StoreBusy), self.offline.connect(timeout=0):
+                pass
         self.config = load_config(self.path, online=online, log=log)
         self.online = self._open_online()
         self._readers: dict[tuple[str, ...], tuple[int, list[Reader], list[str], bool]] = {}
@@ -189,21 +198,53 @@ class FeatureStore:
         if not isinstance(view, FeatureView):
             msg = f"register() takes a FeatureView, not {type(view).__name__}"
             raise InvalidDefinition(msg)
-        current = self.registry.latest(view.name) if self.registry.has(view.name) else None
         table = to_arrow(data, namespace) if data is not None else None
-        candidate = _inherit_schema(view, current.view if current else None, has_data=table is not None)
-        batch = None
-        if table is not None:
-            with self.offline.connect() as con:
-                batch = check_batch(con, candidate, table)
+        if table is None:
+            return self._register_definition(view)
+        # Everything under the offline store's lock: nobody else writes this view meanwhile,
+        # and the new version and its rows commit together (fsnb.commit).
+        with self.offline.connect() as con:
+            current = self.registry.latest(view.name) if self.registry.has(view.name) else None
+            candidate = _inherit_schema(view, current.view if current else None, has_data=True)
+            batch = check_batch(con, candidate, table)
             candidate = batch.view
             if current is not None and view.features is None:
                 # Features inferred from the data keep the types already stored.
                 stored = current.view.feature_types
                 merged = {f: stored.get(f) or t for f, t in candidate.feature_types.items()}
                 candidate = candidate.with_schema(candidate.entity_types or {}, merged)  # type: ignore[arg-type]
-        if current is not None:
-            _check_compatible(current.view, candidate, has_data=bool(self.registry.stats(view.name).get("rows")))
+            if current is not None:
+                _check_compatible(current.view, candidate, has_data=lambda: self.offline.has_rows(con, view.name))
+            changes = _diff(current.view, candidate) if current else []
+            new_version = current is None or candidate.to_dict() != current.view.to_dict()
+            if new_version:
+                version = self.registry.next_version(view.name)
+            else:
+                assert current is not None
+                version = current.version
+            batch = dataclasses.replace(batch, view=candidate)
+            rows = self.offline.write(batch, replace=replace, version=version, publish=new_version)
+            # The commit point is behind us: what follows must not report the rows as not written.
+            if replace:
+                _after_commit(lambda: self.online.drop(view.name), f"dropping the online values of '{view.name}'")
+            stats = self.registry.stats(view.name)
+        self._readers.clear()
+        return Registration(candidate, version, new_version, rows, changes, stats)
+
+    def _register_definition(self, view: FeatureView) -> Registration:
+        """register() without data: a changed definition becomes a new version at once."""
+        current = self.registry.latest(view.name) if self.registry.has(view.name) else None
+        candidate = _inherit_schema(view, current.view if current else None, has_data=False)
+        if current is not None and not _compatible_with_data(current.view, candidate):
+            # Allowed only if the offline store holds no rows, asked (and the version
+            # stored) while holding it so that no ingest slips in between.
+            with self.offline.connect() as con:
+                _check_compatible(current.view, candidate, has_data=lambda: self.offline.has_rows(con, view.name))
+                return self._register_definition_unchecked(current, candidate)
+        return self._register_definition_unchecked(current, candidate)
+        return self._register_definition_unchecked(current, candidate)
+
+    def _register_definition_unchecked(self, current: ViewVersion | None, candidate: FeatureView) -> Registration:
         changes = _diff(current.view, candidate) if current else []
         new_version = current is None or candidate.to_dict() != current.view.to_dict()
         if new_version:
@@ -211,37 +252,19 @@ class FeatureStore:
         else:
             assert current is not None
             version = current.version
-        rows = 0
-        try:
-            if batch is not None:
-                batch = dataclasses.replace(batch, view=candidate)
-                rows = self.offline.write(batch, replace=replace)
-        except BaseException:
-            if new_version:
-                self.registry.delete_version(view.name, version)
-            raise
-        if replace and batch is not None:
-            self.online.drop(view.name)
-        stats = self._refresh_stats(candidate) if batch is not None or new_version else self.registry.stats(view.name)
         self._readers.clear()
-        return Registration(candidate, version, new_version, rows, changes, stats)
+        return Registration(candidate, version, new_version, 0, changes, self.registry.stats(candidate.name))
 
     def ingest(self, name: str, data: Any, *, namespace: Mapping[str, Any] | None = None) -> int:
         """Append rows to a view's offline history; return how many were new."""
-        latest = self.registry.latest(name)
         table = to_arrow(data, namespace)
         with self.offline.connect() as con:
+            latest = self.registry.latest(name)
             batch = check_batch(con, latest.view, table)
-            if batch.view.to_dict() != latest.view.to_dict():
-                # First data of a view registered without a schema: fix it in place.
-                self.registry.put(batch.view, in_place_version=latest.version)
-            try:
-                rows = self.offline.write(batch)
-            except BaseException:
-                if batch.view.to_dict() != latest.view.to_dict():
-                    self.registry.put(latest.view, in_place_version=latest.version)
-                raise
-        self._refresh_stats(batch.view)
+            # First data of a view registered without a schema fixes it in place, published
+            # with the rows (fsnb.commit).
+            fix = batch.view.to_dict() != latest.view.to_dict()
+            rows = self.offline.write(batch, version=latest.version, publish=fix)
         self._readers.clear()
         return rows
 
@@ -270,7 +293,11 @@ class FeatureStore:
         return self.registry.stats(name)
 
     def _refresh_stats(self, view: FeatureView) -> dict[str, Any]:
-        stats = self.offline.stats(view)
+        """Mirror the statistics the offline store committed (counted once for older stores)."""
+        with self.offline.connect() as con:
+            stats = self.offline.committed_stats(con, view.name)
+        if stats is None:
+            stats = self.offline.stats(view)
         self.registry.set_stats(view.name, stats)
         return stats
 
@@ -570,9 +597,22 @@ def _as_features(types_by_name: Mapping[str, str | None]) -> list[str] | dict[st
     return {f: str(t) for f, t in types_by_name.items()}
 
 
-def _check_compatible(current: FeatureView, new: FeatureView, *, has_data: bool) -> None:
-    if not has_data:
+def _check_compatible(current: FeatureView, new: FeatureView, *, has_data: Callable[[], bool]) -> None:
+    """Refuse a change the stored rows cannot follow; has_data is asked only if one is found."""
+    if _compatible_with_data(current, new) or not has_data():
         return
+    _raise_incompatible(current, new)
+
+
+def _compatible_with_data(current: FeatureView, new: FeatureView) -> bool:
+    try:
+        _raise_incompatible(current, new)
+    except SchemaMismatch:
+        return False
+    return True
+
+
+def _raise_incompatible(current: FeatureView, new: FeatureView) -> None:
     hint = f"register it under a new name, or call store.delete_feature_view('{new.name}') first"
     if new.entity_columns != current.entity_columns:
         msg = f"'{new.name}' has data keyed by {list(current.entity_columns)}; it cannot be re-keyed by {list(new.entity_columns)}; {hint}"
@@ -588,6 +628,19 @@ def _check_compatible(current: FeatureView, new: FeatureView, *, has_data: bool)
         if t and old_types.get(f) and not types.storable_as(t, old_types[f] or ""):
             msg = f"feature '{f}' of '{new.name}' is stored as {old_types[f]}, not {t}; {hint}"
             raise SchemaMismatch(msg)
+
+
+def _after_commit(action: Callable[[], object], what: str) -> None:
+    """Run a step that follows a commit point: a full disk there is a warning, not a failure."""
+    import sqlite3
+
+    from fsnb.commit import RegistryBehind
+    from fsnb.errors import one_line
+
+    try:
+        action()
+    except (OSError, sqlite3.OperationalError) as exc:
+        warnings.warn(f"fsnb: the rows are stored, but {what} failed: {one_line(exc)}", RegistryBehind, stacklevel=3)
 
 
 def _diff(old: FeatureView, new: FeatureView) -> list[str]:

@@ -23,7 +23,6 @@ import json
 import os
 import signal
 import threading
-import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -35,7 +34,6 @@ import duckdb
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from fsnb.definitions import FeatureView
 from fsnb.errors import (
@@ -448,12 +446,10 @@ def _apply_offline(store: FeatureStore, entries: Sequence[LogEntry]) -> None:
                     flush()
             group.append((entry, table))
         flush()
+        # Each write above committed its statistics and mirrored them to the registry.
         session = store.__dict__.get("_fsnb_producer")
         if session is not None:
             session.stale.update(touched)
-        else:
-            for name, writes in touched.items():
-                _update_stats(store, name, writes)
     _crash_point("after_offline_apply")
 
 
@@ -473,41 +469,6 @@ def _typed(store: FeatureStore, view: FeatureView, hints: dict[str, str | None],
         if f in known or f in present
     }
     return replace(view, features=features, entity_types=view.entity_types or inferred.entity_types)
-
-
-def _update_stats(store: FeatureStore, name: str, writes: list[tuple[int, pa.Table]]) -> None:
-    """Keep the view's statistics current without rescanning its history on every push.
-
-    Rows, time range and last ingestion are updated exactly from what was written; the
-    full recount (which also counts distinct entities) runs at most every few seconds
-    per view, and at sync() and at the end of a producer session.
-    """
-    view = store.registry.latest(name).view
-    last_full: dict[str, float] = store.__dict__.setdefault("_fsnb_stats_at", {})
-    stats = store.registry.stats(name)
-    if not stats.get("rows") or time.monotonic() - last_full.get(name, 0.0) > _STATS_EVERY:
-        store._refresh_stats(view)
-        last_full[name] = time.monotonic()
-        return
-    written = sum(n for n, _ in writes)
-    if not written:
-        return
-    ts = pa.concat_tables([t for _, t in writes]).column(0)
-    lo, hi = (_utc_iso(v) for v in (pc.min(ts).as_py(), pc.max(ts).as_py()))
-    stats["rows"] = int(stats["rows"]) + written
-    stats["min_ts"] = min(filter(None, [stats.get("min_ts"), lo]), key=datetime.fromisoformat)
-    stats["max_ts"] = max(filter(None, [stats.get("max_ts"), hi]), key=datetime.fromisoformat)
-    stats["last_ingested"] = datetime.now(timezone.utc).isoformat()
-    store.registry.set_stats(name, stats)
-
-
-def _utc_iso(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-        return str(value.astimezone(timezone.utc).isoformat())
-    return datetime(value.year, value.month, value.day, tzinfo=timezone.utc).isoformat()  # a DATE
 
 
 def _conform(table: pa.Table, view: FeatureView) -> pa.Table:
