@@ -74,12 +74,18 @@ class RegistryJournal:
         self.behind = False
 
     def begin(self, con: duckdb.DuckDBPyConnection, token: str, view: FeatureView, version: int | None, publish: bool) -> None:
-        if self.behind:
-            self._recover(con)  # strictly: a new write must not hide an unfinished one
         if publish and version is None:
             msg = "a write that publishes a definition needs its version number"
             raise ValueError(msg)
-        self.registry.begin_write(token, view.name, view if publish else None, version)
+        try:
+            if self.behind:
+                self._recover(con)  # strictly: a new write must not hide an unfinished one
+            self.registry.begin_write(token, view.name, view if publish else None, version)
+        except _AFTER_COMMIT_ERRORS as exc:
+            from fsnb.errors import StoreError
+
+            msg = f"nothing written to '{view.name}': the registry {self.registry.path} cannot record the write ({_one_line(exc)}); free disk space and retry"
+            raise StoreError(msg) from None
         _LIVE.add(token)
 
     def abort(self, token: str) -> None:
