@@ -27,6 +27,9 @@ def _read_file(path: str) -> pa.Table:
     if not p.exists():
         msg = f"file not found: {path}; check the path (relative paths start at {os.getcwd()})"
         raise InvalidData(msg)
+    if p.is_dir():
+        msg = f"{path} is a directory; pass one Parquet/CSV/JSON file, or SQL such as SELECT * FROM '{path}/*.parquet'"
+        raise InvalidData(msg)
     lower = p.name.lower()
     con = duckdb.connect()
     try:
