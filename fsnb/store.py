@@ -131,18 +131,28 @@ class FeatureStore:
             return OnlineStore(self.path / "online.sqlite")
         from fsnb.online_redis import RedisOnlineStore
 
-        return RedisOnlineStore(url, namespace=self.store_id)
+        store_id, new = self._store_id()
+        online = RedisOnlineStore(url, namespace=store_id)
+        if new:  # kept only once the backend answered: a refused URL leaves the registry as it was
+            self.registry.set("store_id", store_id)
+        return online
 
     @property
     def store_id(self) -> str:
         """A random id fixed at creation: names this store's keys in shared backends."""
+        value, new = self._store_id()
+        if new:
+            self.registry.set("store_id", value)
+        return value
+
+    def _store_id(self) -> tuple[str, bool]:
+        """The stored id, or a new one (and True) when none is stored yet."""
         value = self.registry.get("store_id")
         if value is None:
             import uuid
 
-            value = uuid.uuid4().hex[:12]
-            self.registry.set("store_id", value)
-        return str(value)
+            return uuid.uuid4().hex[:12], True
+        return str(value), False
 
     def close(self) -> None:
         self.registry.close()
