@@ -25,6 +25,7 @@ from fsnb.errors import (
     SchemaMismatch,
     UnknownFeature,
     closest,
+    one_line,
 )
 from fsnb.offline import OfflineStore
 from fsnb.online import OnlineStore, ViewReader
@@ -222,16 +223,14 @@ class FeatureStore:
         candidate = _inherit_schema(view, current.view if current else None, has_data=table is not None)
         batch = None
         if table is not None:
-            with self.offline.connect() as con:
-                batch = check_batch(con, candidate, table)
+            batch = check_batch(self._scratch(), candidate, table)
             candidate = batch.view
             if current is not None and view.features is None:
                 # Features inferred from the data keep the types already stored.
                 stored = current.view.feature_types
                 merged = {f: stored.get(f) or t for f, t in candidate.feature_types.items()}
                 candidate = candidate.with_schema(candidate.entity_types or {}, merged)  # type: ignore[arg-type]
-                with self.offline.connect() as con:
-                    check_batch(con, candidate, table)  # the data fits the stored types too
+                check_batch(self._scratch(), candidate, table)  # the data fits the stored types too
         if current is not None:
             _check_compatible(current.view, candidate, has_data=bool(self.registry.stats(view.name).get("rows")))
         changes = _diff(current.view, candidate) if current else []
@@ -262,8 +261,8 @@ class FeatureStore:
         _check_namespace(namespace)
         latest = self.registry.latest(name)
         table = to_arrow(data, namespace)
-        with self.offline.connect() as con:
-            batch = check_batch(con, latest.view, table)
+        batch = check_batch(self._scratch(), latest.view, table)  # the store's files stay closed until it passed
+        with self.offline.connect():
             if batch.view.to_dict() != latest.view.to_dict():
                 # First data of a view registered without a schema: fix it in place.
                 self.registry.put(batch.view, in_place_version=latest.version)
@@ -301,6 +300,12 @@ class FeatureStore:
     def stats(self, name: str) -> dict[str, Any]:
         self.registry.latest(_view_name(name))
         return self.registry.stats(name)
+
+    def _scratch(self) -> Any:
+        """This thread's in-memory DuckDB, for checking data before any store file is opened."""
+        from fsnb.streaming import _scratch
+
+        return _scratch(self)
 
     def _refresh_stats(self, view: FeatureView) -> dict[str, Any]:
         stats = self.offline.stats(view)
@@ -657,6 +662,7 @@ def _column_values(value: Any) -> list[Any]:
     return list(value)
 
 
+_PLAIN_KEYS = frozenset({int, str, float, bool, type(None)})
 _ROWS_HINT = "pass a list of dicts like [{'user_id': 42}], or a dict of columns like {'user_id': [42, 43]}"
 
 
@@ -687,6 +693,8 @@ def _entity_rows(entity_rows: Any) -> list[Mapping[str, Any]]:
             msg = f"entity row {i} is a {type(row).__name__}, not a dict; {_ROWS_HINT}"
             raise InvalidData(msg)
         for key, value in row.items():
+            if type(value) in _PLAIN_KEYS:
+                continue  # the common case, checked without isinstance calls (a hot path)
             if _is_column(value) or isinstance(value, Mapping | set | frozenset):
                 msg = f"entity row {i} gives '{key}' a {type(value).__name__}; each row holds one value per key ({_ROWS_HINT})"
                 raise InvalidData(msg)
@@ -764,7 +772,11 @@ def _labels_frame(entity_df: Any) -> pl.DataFrame:
     if isinstance(entity_df, pl.DataFrame):
         return entity_df
     if isinstance(entity_df, pl.LazyFrame):
-        return entity_df.collect()
+        try:
+            return entity_df.collect()
+        except pl.exceptions.PolarsError as exc:
+            msg = f"cannot collect the labels LazyFrame: {one_line(exc)}"
+            raise InvalidData(msg) from None
     return _to_polars(to_arrow(entity_df))
 
 
