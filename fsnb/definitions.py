@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import numbers
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -21,22 +23,35 @@ SyncMode = Literal["materialize", "stream"]
 
 def parse_ttl(ttl: timedelta | str | int | float | None) -> timedelta | None:
     """Turn "30d"/"12h"/"90m"/"45s" (or seconds, or a timedelta) into a timedelta."""
-    if ttl is None or isinstance(ttl, timedelta):
-        if ttl is not None and ttl < timedelta(0):
+    if ttl is None:
+        return None
+    if isinstance(ttl, timedelta):
+        if ttl < timedelta(0):
             msg = f"ttl must not be negative (got {ttl}); use None for no limit"
             raise InvalidDefinition(msg)
         return ttl
-    if isinstance(ttl, bool):
-        msg = "ttl must be a timedelta, a string like '30d', or None"
+    if isinstance(ttl, bool) or not isinstance(ttl, str | numbers.Real):
+        msg = f"ttl must be a timedelta, a string like '30d', a number of seconds or None, not {type(ttl).__name__}"
         raise InvalidDefinition(msg)
-    if isinstance(ttl, int | float):
-        return parse_ttl(timedelta(seconds=ttl))
-    match = _TTL_RE.match(str(ttl))
-    if not match:
-        msg = f"cannot read ttl {ttl!r}; write it like '30d', '12h', '90m' or '45s'"
+    if isinstance(ttl, str):
+        match = _TTL_RE.match(ttl)
+        if not match:
+            msg = f"cannot read ttl {ttl!r}; write it like '30d', '12h', '90m' or '45s'"
+            raise InvalidDefinition(msg)
+        amount, unit = match.groups()
+        return _ttl_delta(float(amount), _TTL_UNITS[unit], ttl)
+    return parse_ttl(_ttl_delta(float(ttl), "seconds", ttl))
+
+
+def _ttl_delta(amount: float, unit: str, given: object) -> timedelta:
+    if not math.isfinite(amount):
+        msg = f"ttl {given!r} is not a finite duration; use None for no limit"
         raise InvalidDefinition(msg)
-    amount, unit = match.groups()
-    return timedelta(**{_TTL_UNITS[unit]: float(amount)})
+    try:
+        return timedelta(**{unit: amount})
+    except OverflowError:
+        msg = f"ttl {given!r} is too long (at most {timedelta.max.days} days); use None for no limit"
+        raise InvalidDefinition(msg) from None
 
 
 def format_ttl(ttl: timedelta | None) -> str:
@@ -52,9 +67,29 @@ def format_ttl(ttl: timedelta | None) -> str:
 
 def check_name(kind: str, name: str) -> str:
     if not isinstance(name, str) or not _NAME_RE.match(name):
-        msg = f"{kind} name {name!r} is not valid; use letters, digits and '_' (not starting with a digit)"
+        shown = repr(name) if isinstance(name, str) else f"{name!r} ({type(name).__name__})"
+        msg = f"{kind} name {shown} is not valid; use letters, digits and '_' (not starting with a digit)"
         raise InvalidDefinition(msg)
     return name
+
+
+def _names(kind: str, view: str, value: object) -> list[str]:
+    """A str or a list/tuple of str, each a valid name, as a list."""
+    if isinstance(value, str):
+        items: list[object] = [value]
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        msg = f"the {kind}s of '{view}' must be a name or a list of names, not {type(value).__name__}"
+        raise InvalidDefinition(msg)
+    return [check_name(kind, item) for item in items]  # type: ignore[arg-type]
+
+
+def _str_map(what: str, view: str, value: object) -> dict[str, str]:
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        msg = f"{what} of '{view}' must be a dict of str to str, like {{'team': 'growth'}}"
+        raise InvalidDefinition(msg)
+    return dict(value)
 
 
 @dataclass(frozen=True)
@@ -80,7 +115,7 @@ class FeatureView:
 
     def __post_init__(self) -> None:
         check_name("feature view", self.name)
-        entities = [self.entities] if isinstance(self.entities, str) else list(self.entities)
+        entities = _names("entity column", self.name, self.entities)
         if not entities:
             msg = f"feature view '{self.name}' needs at least one entity column"
             raise InvalidDefinition(msg)
@@ -88,21 +123,47 @@ class FeatureView:
             msg = f"feature view '{self.name}' lists an entity column twice: {entities}"
             raise InvalidDefinition(msg)
         object.__setattr__(self, "entities", tuple(entities))
+        check_name("timestamp column", self.timestamp_field)
+        if self.timestamp_field in entities:
+            msg = f"'{self.timestamp_field}' is an entity column of '{self.name}'; the timestamp_field must be another column"
+            raise InvalidDefinition(msg)
+        created = self.created_timestamp_field
+        if created is not None:
+            check_name("created timestamp column", created)
+            if created == self.timestamp_field or created in entities:
+                role = "the timestamp_field" if created == self.timestamp_field else "an entity column"
+                msg = f"created_timestamp_field '{created}' is {role} of '{self.name}'; name another column, or None"
+                raise InvalidDefinition(msg)
         object.__setattr__(self, "ttl", parse_ttl(self.ttl))
         if self.sync not in ("materialize", "stream"):
             msg = f"sync must be 'materialize' or 'stream', not {self.sync!r}"
             raise InvalidDefinition(msg)
+        if not isinstance(self.online, bool):
+            if type(self.online).__module__ != "numpy" or type(self.online).__name__ != "bool":
+                msg = f"online must be True or False, not {self.online!r}"
+                raise InvalidDefinition(msg)
+            object.__setattr__(self, "online", bool(self.online))
+        if self.description is None:
+            object.__setattr__(self, "description", "")
+        elif not isinstance(self.description, str):
+            msg = f"description of '{self.name}' must be a str, not {type(self.description).__name__}"
+            raise InvalidDefinition(msg)
+        if self.query is not None and not isinstance(self.query, str):
+            msg = f"query of '{self.name}' must be a SQL str or None, not {type(self.query).__name__}"
+            raise InvalidDefinition(msg)
         features = self.features
         if features is not None:
-            if isinstance(features, str):
-                features = [features]
             if isinstance(features, Mapping):
+                if not all(isinstance(v, str) and v.strip() for v in features.values()):
+                    msg = f"features of '{self.name}' map names to DuckDB type names like 'BIGINT'; a type is not a str"
+                    raise InvalidDefinition(msg)
+                names = _names("feature", self.name, list(features))
                 feats: tuple[tuple[str, str | None], ...] = tuple(
-                    (str(k), str(v).upper()) for k, v in features.items()
+                    (n, str(t).upper()) for n, t in zip(names, features.values(), strict=True)
                 )
             else:
-                feats = tuple((str(f), None) for f in features)
-            names = [f for f, _ in feats]
+                names = _names("feature", self.name, features)
+                feats = tuple((n, None) for n in names)
             if len(set(names)) != len(names):
                 msg = f"feature view '{self.name}' lists a feature twice: {names}"
                 raise InvalidDefinition(msg)
@@ -111,13 +172,10 @@ class FeatureView:
             if clash:
                 msg = f"'{clash[0]}' is a key or timestamp column of '{self.name}', not a feature; remove it from features"
                 raise InvalidDefinition(msg)
-            for n in names:
-                check_name("feature", n)
             object.__setattr__(self, "features", feats)
-        tags = dict(self.tags or {})
-        object.__setattr__(self, "tags", tags)
+        object.__setattr__(self, "tags", _str_map("tags", self.name, self.tags or {}))
         if self.entity_types is not None:
-            object.__setattr__(self, "entity_types", dict(self.entity_types))
+            object.__setattr__(self, "entity_types", _str_map("entity_types", self.name, self.entity_types))
 
     # -- derived -----------------------------------------------------------------
     @property
@@ -230,6 +288,9 @@ class FeatureRef:
 def parse_feature_refs(refs: str | Iterable[str]) -> list[FeatureRef]:
     if isinstance(refs, str):
         refs = [refs]
+    if not isinstance(refs, Iterable) or isinstance(refs, bytes | Mapping):
+        msg = f"features must be a 'view:feature' str or a list of them, not {type(refs).__name__}"
+        raise InvalidDefinition(msg)
     out: list[FeatureRef] = []
     for ref in refs:
         if not isinstance(ref, str) or ref.count(":") != 1:

@@ -7,7 +7,16 @@ from collections.abc import Iterable
 
 
 class FsnbError(ValueError):
-    """Base class of every error fsnb raises on purpose."""
+    """Base class of every error fsnb raises on purpose.
+
+    The message is kept on one line: a name or value quoted from user data may hold
+    line breaks, and a notebook shows an error's first line as the whole story.
+    """
+
+    def __init__(self, *args: object) -> None:
+        if args and isinstance(args[0], str) and len(args[0].splitlines()) > 1:
+            args = (" ".join(part.strip() for part in args[0].splitlines() if part.strip()), *args[1:])
+        super().__init__(*args)
 
 
 class UnknownFeatureView(FsnbError, KeyError):

@@ -8,6 +8,7 @@ needs it, so ``%load_ext fsnb`` stays fast.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from collections.abc import Callable, Mapping
@@ -41,20 +42,51 @@ def store_path(path: str | os.PathLike[str] | None = None) -> Path:
 
 
 def user_errors(func: F) -> F:
-    """Turn fsnb's and DuckDB's errors into one-line UsageErrors (no traceback wall)."""
+    """Turn fsnb's errors, and the engines' errors about the user's data, SQL or store
+    files, into one-line UsageErrors (no traceback wall). Anything else from fsnb's own
+    code is a bug and keeps its traceback."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except UsageError as exc:
+            raise UsageError(one_line(exc)) from None
         except FsnbError as exc:
-            raise UsageError(str(exc)) from None
+            raise UsageError(one_line(exc)) from None
         except Exception as exc:
-            if type(exc).__module__.split(".")[0] == "duckdb":
-                raise UsageError(f"DuckDB: {one_line(exc)}") from None
-            raise
+            prefix = _engine_error(exc)
+            if prefix is None:
+                raise
+            raise UsageError(f"{prefix}{one_line(exc)}") from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _engine_error(exc: Exception) -> str | None:
+    """The prefix naming the engine an error comes from, or None when it is not an engine's.
+
+    Looked up in sys.modules so the engines are never imported for this: an error can
+    only come from a module that is already loaded (``%load_ext fsnb`` stays light).
+    """
+    import sqlite3
+    import sys
+
+    engines = (
+        ("duckdb", "Error", "DuckDB: "),
+        ("pyarrow", "ArrowException", "Arrow: "),
+        ("polars.exceptions", "PolarsError", "polars: "),
+    )
+    for module_name, class_name, prefix in engines:
+        module = sys.modules.get(module_name)
+        base = getattr(module, class_name, None) if module is not None else None
+        if isinstance(base, type) and isinstance(exc, base):
+            return prefix
+    if isinstance(exc, sqlite3.Error):
+        return "SQLite: "
+    if isinstance(exc, OSError):
+        return ""
+    return None
 
 
 def parse_argstring(magic: Any, line: str) -> Any:
@@ -142,9 +174,7 @@ class FsnbMagics(Magics):
     def _store_output(self, var: str | None, value: Any) -> None:
         if var is None:
             return
-        if not var.isidentifier():
-            msg = f"-o needs a Python variable name, not {var!r}"
-            raise UsageError(msg)
+        _check_output(var)
         self.namespace[var] = value
 
     # -- %fsnb ----------------------------------------------------------------------
@@ -228,17 +258,11 @@ class FsnbMagics(Magics):
             msg = f"%%feature_view {args.name} has no SQL; write a query under it, e.g. SELECT * FROM events"
             raise UsageError(msg)
         from fsnb import display
-        from fsnb.definitions import FeatureView, check_name, parse_ttl
+        from fsnb.definitions import FeatureView
         from fsnb.sources import to_arrow
 
-        check_name("feature view", args.name)  # cheap checks before running the query
-        parse_ttl(args.ttl)
         entities = _split_list(args.entity, "--entity")
-        namespace = {**self.namespace, **(local_ns or {})}
-        source: Any = namespace[body] if body.isidentifier() and body in namespace else body
-        table = to_arrow(source, namespace)
-        # The query's columns are the features: a column dropped from the SELECT leaves the view.
-        system = {*entities, args.timestamp, args.created}
+        # The whole definition is checked before the query runs.
         view = FeatureView(
             name=args.name,
             entities=entities,
@@ -248,9 +272,14 @@ class FsnbMagics(Magics):
             online=not args.offline_only,
             sync="stream" if args.stream else "materialize",
             description=args.description,
-            features=[c for c in table.column_names if c not in system],
             query=body,
         )
+        namespace = {**self.namespace, **(local_ns or {})}
+        source: Any = namespace[body] if body.isidentifier() and body in namespace else body
+        table = to_arrow(source, namespace)
+        # The query's columns are the features: a column dropped from the SELECT leaves the view.
+        system = set(view.system_columns)
+        view = dataclasses.replace(view, features=[c for c in table.column_names if c not in system])
         registration = self.store.register(view, table, replace=True)
         return display.RegisteredView(registration, table.slice(0, 5))
 
@@ -272,6 +301,7 @@ class FsnbMagics(Magics):
         args = parse_argstring(self.training_set, line)
         from fsnb import display
 
+        _check_output(args.output)
         labels = self._labels(args.labels, local_ns)
         frame = self.store.get_historical_features(
             labels,
@@ -315,6 +345,7 @@ class FsnbMagics(Magics):
         args = parse_argstring(self.online_features, line)
         from fsnb import display
 
+        _check_output(args.output)
         store = self.store
         key_types = _entity_types(store, args.features)
         rows = [_entity_row(text, key_types) for text in args.entity]
@@ -371,6 +402,14 @@ class FsnbMagics(Magics):
         return explain(labels, features, timestamp_field=timestamp).explorer()
 
 
+def _check_output(var: str | None) -> None:
+    import keyword
+
+    if var is not None and (not var.isidentifier() or keyword.iskeyword(var)):
+        msg = f"-o needs a Python variable name, not {var!r}"
+        raise UsageError(msg)
+
+
 def _is_tabular(value: Any) -> bool:
     module = type(value).__module__.split(".")[0]
     return module in ("polars", "pandas", "pyarrow") and type(value).__name__ in ("DataFrame", "LazyFrame", "Table")
@@ -395,6 +434,9 @@ def _entity_row(text: str, key_types: Mapping[str, str]) -> dict[str, Any]:
         if not sep or not key:
             msg = f"--entity {text!r}: write each key as NAME=VALUE, e.g. --entity user_id=42"
             raise UsageError(msg)
+        if key in row:
+            msg = f"--entity {text!r} gives '{key}' twice; give each key once per row (repeat --entity for more rows)"
+            raise UsageError(msg)
         if key_types and key not in key_types:
             msg = f"--entity names '{key}', which is not an entity key of these features{closest(key, key_types)}"
             raise UsageError(msg)
@@ -416,7 +458,11 @@ def _typed_key(key: str, value: str, duck_type: str | None) -> Any:
             return value
     try:
         if kind == "int" or (kind is None and value.lstrip("-").isdigit()):
-            return int(value)
+            number = int(value)
+            if not -(2**63) <= number < 2**63:
+                msg = f"--entity {key}={value}: the number is out of range for a {duck_type or 'BIGINT'} key"
+                raise UsageError(msg)
+            return number
         if kind == "float":
             return float(value)
     except ValueError:

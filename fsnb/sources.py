@@ -27,6 +27,9 @@ def _read_file(path: str) -> pa.Table:
     if not p.exists():
         msg = f"file not found: {path}; check the path (relative paths start at {os.getcwd()})"
         raise InvalidData(msg)
+    if p.is_dir():
+        msg = f"{path} is a directory; pass one Parquet/CSV/JSON file, or SQL such as SELECT * FROM '{path}/*.parquet'"
+        raise InvalidData(msg)
     lower = p.name.lower()
     con = duckdb.connect()
     try:
@@ -98,18 +101,32 @@ def to_arrow(data: Any, namespace: Mapping[str, Any] | None = None) -> pa.Table:
             return _read_file(data)
         return run_sql(data, namespace)
     module = type(data).__module__.split(".")[0]
-    if module == "polars":
-        if type(data).__name__ == "LazyFrame":
-            data = data.collect()
-        return data.to_arrow()
-    if module == "pandas" and type(data).__name__ == "DataFrame":
-        return _pandas_to_arrow(data)
-    if isinstance(data, (Mapping, list)):
-        import polars as pl
+    try:
+        if module == "polars":
+            if type(data).__name__ == "LazyFrame":
+                data = data.collect()
+            return data.to_arrow()
+        if module == "pandas" and type(data).__name__ == "DataFrame":
+            return _pandas_to_arrow(data)
+        if isinstance(data, (Mapping, list)):
+            import polars as pl
 
-        return pl.DataFrame(data).to_arrow()
+            return pl.DataFrame(data).to_arrow()
+    except Exception as exc:
+        if not _is_data_error(exc):
+            raise
+        msg = f"cannot turn the {type(data).__name__} into a table: {one_line(exc)}"
+        raise InvalidData(msg) from None
     msg = f"cannot use a {type(data).__name__} as data; pass a DataFrame, an Arrow table, a file path or SQL"
     raise InvalidData(msg)
+
+
+def _is_data_error(exc: Exception) -> bool:
+    """An Arrow or polars error about the user's data (polars is looked up, not imported)."""
+    import sys
+
+    polars_errors = getattr(sys.modules.get("polars.exceptions"), "PolarsError", None)
+    return isinstance(exc, pa.ArrowException) or (isinstance(polars_errors, type) and isinstance(exc, polars_errors))
 
 
 def _pandas_to_arrow(frame: Any) -> pa.Table:

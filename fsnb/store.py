@@ -29,6 +29,7 @@ from fsnb.errors import (
     StoreBusy,
     UnknownFeature,
     closest,
+    one_line,
 )
 from fsnb.offline import OfflineStore
 from fsnb.online import OnlineStore, ViewReader
@@ -102,6 +103,16 @@ class FeatureStore:
         """
         if path is None:
             path = os.environ.get("FSNB_STORE", DEFAULT_PATH)
+        if not isinstance(path, str | os.PathLike):
+            msg = f"store path must be a str or a path, not {type(path).__name__}"
+            raise FsnbError(msg)
+        if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, int | float) or not lock_timeout >= 0:
+            msg = f"lock_timeout must be a number of seconds >= 0, not {lock_timeout!r}"
+            raise FsnbError(msg)
+        for what, url in (("online", online), ("log", log)):
+            if url is not None and not isinstance(url, str):
+                msg = f"{what} must be 'sqlite' or a redis:// URL str, not {type(url).__name__}"
+                raise FsnbError(msg)
         self.path = Path(path).expanduser().resolve()
         if self.path.exists() and not self.path.is_dir():
             msg = f"store path {self.path} is a file; fsnb needs a directory (it creates it if missing)"
@@ -130,18 +141,28 @@ class FeatureStore:
             return OnlineStore(self.path / "online.sqlite")
         from fsnb.online_redis import RedisOnlineStore
 
-        return RedisOnlineStore(url, namespace=self.store_id)
+        store_id, new = self._store_id()
+        online = RedisOnlineStore(url, namespace=store_id)
+        if new:  # kept only once the backend answered: a refused URL leaves the registry as it was
+            self.registry.set("store_id", store_id)
+        return online
 
     @property
     def store_id(self) -> str:
         """A random id fixed at creation: names this store's keys in shared backends."""
+        value, new = self._store_id()
+        if new:
+            self.registry.set("store_id", value)
+        return value
+
+    def _store_id(self) -> tuple[str, bool]:
+        """The stored id, or a new one (and True) when none is stored yet."""
         value = self.registry.get("store_id")
         if value is None:
             import uuid
 
-            value = uuid.uuid4().hex[:12]
-            self.registry.set("store_id", value)
-        return str(value)
+            return uuid.uuid4().hex[:12], True
+        return str(value), False
 
     def close(self) -> None:
         self.registry.close()
@@ -169,6 +190,10 @@ class FeatureStore:
         return [self.registry.latest(n).view for n in self.registry.names()]
 
     def get_feature_view(self, name: str, version: int | None = None) -> FeatureView:
+        _view_name(name)
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int | np.integer)):
+            msg = f"version must be an int (1, 2, ...), not {version!r}"
+            raise InvalidDefinition(msg)
         if version is None:
             return self.registry.latest(name).view
         for v in self.registry.versions(name):
@@ -179,9 +204,11 @@ class FeatureStore:
         raise InvalidDefinition(msg)
 
     def list_versions(self, name: str) -> list[ViewVersion]:
+        _view_name(name)
         return self.registry.versions(name)
 
     def version_of(self, name: str) -> int:
+        _view_name(name)
         return self.registry.latest(name).version
 
     def register(
@@ -198,9 +225,14 @@ class FeatureStore:
         if not isinstance(view, FeatureView):
             msg = f"register() takes a FeatureView, not {type(view).__name__}"
             raise InvalidDefinition(msg)
+        _flag("replace", replace)
+        _check_namespace(namespace)
         table = to_arrow(data, namespace) if data is not None else None
         if table is None:
             return self._register_definition(view)
+        # Checked first in memory, so a refused batch never opens (or creates) a store file.
+        known = self.registry.latest(view.name) if self.registry.has(view.name) else None
+        check_batch(self._scratch(), _inherit_schema(view, known.view if known else None, has_data=True), table)
         # Everything under the offline store's lock: nobody else writes this view meanwhile,
         # and the new version and its rows commit together (fsnb.commit).
         with self.offline.connect() as con:
@@ -213,6 +245,7 @@ class FeatureStore:
                 stored = current.view.feature_types
                 merged = {f: stored.get(f) or t for f, t in candidate.feature_types.items()}
                 candidate = candidate.with_schema(candidate.entity_types or {}, merged)  # type: ignore[arg-type]
+                check_batch(con, candidate, table)  # the data fits the stored types too
             if current is not None:
                 _check_compatible(current.view, candidate, has_data=lambda: self.offline.has_rows(con, view.name))
             changes = _diff(current.view, candidate) if current else []
@@ -242,7 +275,6 @@ class FeatureStore:
                 _check_compatible(current.view, candidate, has_data=lambda: self.offline.has_rows(con, view.name))
                 return self._register_definition_unchecked(current, candidate)
         return self._register_definition_unchecked(current, candidate)
-        return self._register_definition_unchecked(current, candidate)
 
     def _register_definition_unchecked(self, current: ViewVersion | None, candidate: FeatureView) -> Registration:
         changes = _diff(current.view, candidate) if current else []
@@ -257,7 +289,10 @@ class FeatureStore:
 
     def ingest(self, name: str, data: Any, *, namespace: Mapping[str, Any] | None = None) -> int:
         """Append rows to a view's offline history; return how many were new."""
+        _view_name(name)
+        _check_namespace(namespace)
         table = to_arrow(data, namespace)
+        check_batch(self._scratch(), self.registry.latest(name).view, table)  # store files stay closed until it passed
         with self.offline.connect() as con:
             latest = self.registry.latest(name)
             batch = check_batch(con, latest.view, table)
@@ -270,6 +305,7 @@ class FeatureStore:
 
     def delete_feature_view(self, name: str) -> None:
         """Remove a view, all its versions, its offline history and online values."""
+        _view_name(name)
         self.registry.latest(name)
         self.offline.drop(name)
         self.online.drop(name)
@@ -280,7 +316,7 @@ class FeatureStore:
         """A view's offline history (optionally between two event times), oldest first."""
         from fsnb.timeutil import utc
 
-        view = self.registry.latest(name).view
+        view = self.registry.latest(_view_name(name)).view
         table = self.offline.read(
             view,
             utc(start, "start") if start is not None else None,
@@ -289,8 +325,14 @@ class FeatureStore:
         return _to_polars(table)
 
     def stats(self, name: str) -> dict[str, Any]:
-        self.registry.latest(name)
+        self.registry.latest(_view_name(name))
         return self.registry.stats(name)
+
+    def _scratch(self) -> Any:
+        """This thread's in-memory DuckDB, for checking data before any store file is opened."""
+        from fsnb.streaming import _scratch
+
+        return _scratch(self)
 
     def _refresh_stats(self, view: FeatureView) -> dict[str, Any]:
         """Mirror the statistics the offline store committed (counted once for older stores)."""
@@ -349,6 +391,9 @@ class FeatureStore:
 
         Every label row comes back once, in input order, with its columns unchanged.
         """
+        _flag("full_feature_names", full_feature_names)
+        _flag("as_of_ingestion", as_of_ingestion)
+        _column_name("timestamp_field", timestamp_field)
         selection = self.resolve(features, full_feature_names=full_feature_names)
         labels = _labels_frame(entity_df)
         joined = self._point_in_time(labels, selection, timestamp_field, as_of_ingestion=as_of_ingestion)
@@ -432,15 +477,24 @@ class FeatureStore:
         """
         from fsnb.leakage import explain_leakage
 
+        _column_name("timestamp_field", timestamp_field)
+        if label is not None:
+            _column_name("label", label)
         return explain_leakage(self, entity_df, features, timestamp_field=timestamp_field, label=label)
 
     # -- online retrieval -------------------------------------------------------------
     def get_online_features(
         self, features: str | Sequence[str], entity_rows: Sequence[Mapping[str, Any]] | Mapping[str, Any]
     ) -> dict[str, list[Any]]:
-        """The latest value of each feature for each entity row (None if unknown or expired)."""
-        if isinstance(entity_rows, Mapping):
-            entity_rows = [entity_rows]
+        """The latest value of each feature for each entity row (None if unknown or expired).
+
+        entity_rows: a list of dicts ({key column: value}, one per entity), one such dict,
+        or a dict of equal-length columns ({"user_id": [42, 43]}).
+        """
+        entity_rows = _entity_rows(entity_rows)
+        if not isinstance(features, str | list | tuple):
+            parse_feature_refs(features)  # raises: not a reference or a list of them
+            features = list(features)
         cache_key = (features,) if isinstance(features, str) else tuple(features)
         data_version = self._registry_version()
         cached = self._readers.get(cache_key)
@@ -501,8 +555,17 @@ class FeatureStore:
         """Remember a training set's fingerprint with the view versions it was built from."""
         from fsnb.fingerprint import fingerprint
 
+        if not isinstance(name, str) or not name.strip() or not name.isprintable():
+            msg = f"a training set's name must be a non-empty one-line str, not {name!r}"
+            raise InvalidDefinition(msg)
+        if not isinstance(frame, pl.DataFrame):
+            msg = f"record_training_set() takes the polars DataFrame get_historical_features returned, not {type(frame).__name__}"
+            raise InvalidData(msg)
+        if isinstance(features, str):
+            features = [features]
+        self.resolve(features)  # every reference names a known view and feature
         fp = fingerprint(frame)
-        views = {ref.split(":")[0] for ref in features}
+        views = {ref.split(":")[0].strip() for ref in features}
         self.registry.record_training_set(
             name,
             fp,
@@ -525,6 +588,7 @@ class FeatureStore:
         defaults to now) into the online store; return rows written per view."""
         from fsnb.materialize import materialize
 
+        _materialize_args(views, progress)
         result = materialize(self, start=start, end=end, views=views, incremental=False, progress=progress)
         self._readers.clear()
         return result
@@ -533,6 +597,7 @@ class FeatureStore:
         """Copy what changed since each view's watermark (new event times or newly ingested rows)."""
         from fsnb.materialize import materialize
 
+        _materialize_args(views, progress)
         result = materialize(self, start=None, end=end, views=views, incremental=True, progress=progress)
         self._readers.clear()
         return result
@@ -546,6 +611,8 @@ class FeatureStore:
         """
         from fsnb.streaming import push
 
+        _view_name(name)
+        _check_namespace(namespace)
         return push(self, name, data, namespace=namespace)
 
     def sync(self) -> dict[str, int]:
@@ -566,7 +633,103 @@ class FeatureStore:
         """Compare each online vector with the offline point-in-time value now (a SkewReport)."""
         from fsnb.streaming import check_skew
 
+        _view_name(name)
         return check_skew(self, name)
+
+
+# -- argument checks at the public methods' entrance -------------------------------------
+def _view_name(name: Any) -> str:
+    if not isinstance(name, str):
+        msg = f"a feature view name is a str, not {type(name).__name__} ({name!r})"
+        raise InvalidDefinition(msg)
+    return name
+
+
+def _column_name(what: str, name: Any) -> str:
+    if not isinstance(name, str) or not name:
+        msg = f"{what} must be a column name (a non-empty str), not {name!r}"
+        raise InvalidDefinition(msg)
+    return name
+
+
+def _flag(what: str, value: Any) -> None:
+    if not isinstance(value, bool | np.bool_):
+        msg = f"{what} must be True or False, not {value!r}"
+        raise InvalidDefinition(msg)
+
+
+def _check_namespace(namespace: Any) -> None:
+    if namespace is not None and not isinstance(namespace, Mapping):
+        msg = f"namespace must be a dict of names to DataFrames (like globals()), not {type(namespace).__name__}"
+        raise InvalidData(msg)
+
+
+def _materialize_args(views: Any, progress: Any) -> None:
+    if views is not None:
+        if isinstance(views, str):
+            msg = f"views is a list of names; write views=[{views!r}]"
+            raise InvalidDefinition(msg)
+        if not isinstance(views, list | tuple) or not all(isinstance(v, str) for v in views):
+            msg = f"views must be a list of feature view names, not {views!r}"
+            raise InvalidDefinition(msg)
+    if progress is not None:
+        _flag("progress", progress)
+
+
+def _is_column(value: Any) -> bool:
+    """A list-like of values (list, tuple, NumPy array, Series, Arrow array), not one value."""
+    if isinstance(value, str | bytes | Mapping):
+        return False
+    if isinstance(value, list | tuple):
+        return True
+    return getattr(value, "ndim", 1) == 1 and hasattr(value, "__len__") and hasattr(value, "__iter__")
+
+
+def _column_values(value: Any) -> list[Any]:
+    for method in ("to_pylist", "to_list", "tolist"):
+        convert = getattr(value, method, None)
+        if callable(convert):
+            return list(convert())
+    return list(value)
+
+
+_PLAIN_KEYS = frozenset({int, str, float, bool, type(None)})
+_ROWS_HINT = "pass a list of dicts like [{'user_id': 42}], or a dict of columns like {'user_id': [42, 43]}"
+
+
+def _entity_rows(entity_rows: Any) -> list[Mapping[str, Any]]:
+    """Normalize get_online_features' entity_rows to a list of {key: value} rows."""
+    if isinstance(entity_rows, Mapping):
+        columns = [k for k, v in entity_rows.items() if _is_column(v)]
+        if not columns:
+            rows: list[Any] = [entity_rows]
+        elif len(columns) != len(entity_rows):
+            single = next(k for k in entity_rows if k not in columns)
+            msg = f"entity_rows mixes columns ({columns[0]!r}) and single values ({single!r}); {_ROWS_HINT}"
+            raise InvalidData(msg)
+        else:
+            values = {k: _column_values(v) for k, v in entity_rows.items()}
+            lengths = {k: len(v) for k, v in values.items()}
+            if len(set(lengths.values())) > 1:
+                msg = f"entity_rows columns differ in length ({lengths}); give every key one value per entity"
+                raise InvalidData(msg)
+            rows = [dict(zip(values, row, strict=True)) for row in zip(*values.values(), strict=True)]
+    elif isinstance(entity_rows, list | tuple):
+        rows = list(entity_rows)
+    else:
+        msg = f"entity_rows cannot be a {type(entity_rows).__name__}; {_ROWS_HINT}"
+        raise InvalidData(msg)
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            msg = f"entity row {i} is a {type(row).__name__}, not a dict; {_ROWS_HINT}"
+            raise InvalidData(msg)
+        for key, value in row.items():
+            if type(value) in _PLAIN_KEYS:
+                continue  # the common case, checked without isinstance calls (a hot path)
+            if _is_column(value) or isinstance(value, Mapping | set | frozenset):
+                msg = f"entity row {i} gives '{key}' a {type(value).__name__}; each row holds one value per key ({_ROWS_HINT})"
+                raise InvalidData(msg)
+    return rows
 
 
 def _inherit_schema(view: FeatureView, current: FeatureView | None, *, has_data: bool) -> FeatureView:
@@ -666,7 +829,11 @@ def _labels_frame(entity_df: Any) -> pl.DataFrame:
     if isinstance(entity_df, pl.DataFrame):
         return entity_df
     if isinstance(entity_df, pl.LazyFrame):
-        return entity_df.collect()
+        try:
+            return entity_df.collect()
+        except pl.exceptions.PolarsError as exc:
+            msg = f"cannot collect the labels LazyFrame: {one_line(exc)}"
+            raise InvalidData(msg) from None
     return _to_polars(to_arrow(entity_df))
 
 

@@ -91,7 +91,10 @@ def log_of(store: FeatureStore) -> FeatureLog:
             except ImportError:
                 msg = f"this fsnb has no Redis log backend (log = {url!r} in the store's config); remove the [log] setting"
                 raise StoreError(msg) from None
-            log = RedisLog(url, namespace=store.store_id, directory=store.path)
+            store_id, new = store._store_id()
+            log = RedisLog(url, namespace=store_id, directory=store.path)
+            if new:  # kept only once the backend answered: a refused URL leaves the registry as it was
+                store.registry.set("store_id", store_id)
         store.__dict__["_fsnb_log"] = log
     return log
 
