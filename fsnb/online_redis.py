@@ -81,6 +81,11 @@ def _connect(url: str) -> Any:
     return client
 
 
+def check_reachable(url: str) -> None:
+    """A StoreError (its password hidden) unless a Redis server answers PING at url."""
+    _connect(url).close()
+
+
 def entity_key(prefix: str, key: Sequence[Any]) -> str:
     """Type-aware and unambiguous: (42,) and ('42',), (1, 23) and (12, 3) all differ."""
     return prefix + json.dumps(list(key), separators=(",", ":"), default=str)
