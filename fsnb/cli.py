@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from fsnb.errors import FsnbError
+from fsnb.errors import FsnbError, StoreError, one_line
 
 
 def _store_dir(value: str | None) -> Path:
@@ -30,10 +32,24 @@ def _store_dir(value: str | None) -> Path:
     return path
 
 
-def _registry(value: str | None) -> Any:
+@contextmanager
+def _registry(value: str | None) -> Iterator[Any]:
+    """The store's registry, read-only (list/show never create or change a file); what a
+    damaged registry raises becomes one line naming the file."""
     from fsnb.registry import Registry
 
-    return Registry(_store_dir(value) / "registry.sqlite", readonly=True)  # list/show never write
+    path = _store_dir(value) / "registry.sqlite"
+    try:
+        registry = Registry(path, readonly=True)
+        try:
+            yield registry
+        finally:
+            registry.close()
+    except FsnbError:
+        raise
+    except (sqlite3.Error, ValueError, TypeError, KeyError, AttributeError) as exc:
+        msg = f"cannot read {path}: {one_line(exc)}; the file is damaged or not an fsnb registry"
+        raise StoreError(msg) from None
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -51,8 +67,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    registry = _registry(args.store)
-    try:
+    with _registry(args.store) as registry:
         names = registry.names()
         print(f"store {registry.path.parent}: {len(names)} feature view{'s' if len(names) != 1 else ''}")
         for name in names:
@@ -70,16 +85,13 @@ def cmd_list(args: argparse.Namespace) -> int:
         for record in sets:
             when = datetime.fromtimestamp(record["created_at"], tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
             print(f"  {record['name']}  fingerprint {record['fingerprint'][:16]}  {record.get('rows', '?')} rows  {when}")
-    finally:
-        registry.close()
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     from fsnb.definitions import format_ttl
 
-    registry = _registry(args.store)
-    try:
+    with _registry(args.store) as registry:
         latest = registry.latest(args.name)
         view, stats = latest.view, registry.stats(args.name)
         versions = [v.version for v in registry.versions(args.name)]
@@ -99,8 +111,6 @@ def cmd_show(args: argparse.Namespace) -> int:
             print("  query:")
             for line in view.query.splitlines():
                 print(f"    {line}")
-    finally:
-        registry.close()
     return 0
 
 
@@ -148,16 +158,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command: 0 on success, 1 with one line on stderr on any error (2: bad usage)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
     except FsnbError as exc:
-        print(f"fsnb {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        message = one_line(exc)
     except OSError as exc:
-        print(f"fsnb {args.command}: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
-        return 1
+        message = f"{exc.strerror or one_line(exc)}: {exc.filename or ''}".rstrip(": ")
+    except sqlite3.Error as exc:
+        message = f"cannot read the store ({one_line(exc)}); check the path and the files' permissions"
+    except Exception as exc:  # a bug or a damaged file: still one line, never a traceback
+        message = f"unexpected {type(exc).__name__}: {one_line(exc)}"
+    print(f"fsnb {args.command}: error: {message}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

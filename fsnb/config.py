@@ -7,24 +7,134 @@ store directory::
     url = "redis://127.0.0.1:6379/0"
     [log]
     url = "redis://127.0.0.1:6379/0"
+
+The file has a closed schema: the two tables above (or ``online = "URL"`` /
+``log = "URL"`` as plain strings) and nothing else. Anything else (a TOML syntax
+error, a misspelled key, a number where a URL belongs, a port out of range) is one
+error naming the file, because a misspelled ``[onlin]`` silently ignored would serve
+online values from another place than the one the user configured.
+
+A URL may carry a Redis password; ``redact_url`` is what every message and repr shows.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from fsnb.errors import StoreError
 
 CONFIG_FILE = "fsnb.toml"
+_SECTIONS = ("online", "log")
+_SECTION_KEYS = ("url",)
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+_SECRET_PARAM = re.compile(r"pass|secret|token|auth", re.IGNORECASE)
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)(.*)@", re.DOTALL)  # greedy: up to the last '@'
+_SECRET_VALUE = re.compile(r"([?&][^=&#]*(?:pass|secret|token|auth)[^=&#]*=)[^&#]*", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class StoreConfig:
     online: str | None = None  # None: SQLite file in the store directory
     log: str | None = None  # None: SQLite file in the store directory
+
+    def __repr__(self) -> str:
+        return f"StoreConfig(online={_shown(self.online)}, log={_shown(self.log)})"
+
+
+def _shown(url: str | None) -> str:
+    return "None" if url is None else repr(redact_url(url))
+
+
+def redact_url(url: str) -> str:
+    """url with its password (``redis://user:PASSWORD@host``, ``?password=...``) replaced
+    by ``***``: the only form of a backend URL that fsnb prints.
+
+    Works on the text, not on a parse, so that a URL too broken to parse (a ``#`` or a
+    ``/`` in an unencoded password) is hidden as well: everything between ``//`` and the
+    last ``@`` but a user name goes; a lone ``redis://WORD@`` goes too (it may be a
+    password written without the colon)."""
+    shown = url
+    match = _USERINFO.match(url)
+    if match:
+        scheme, userinfo = match.groups()
+        user, has_password, _ = userinfo.partition(":")
+        hidden = f"{user}:***" if has_password and "/" not in user else "***"
+        shown = f"{scheme}{hidden}@{url[match.end():]}"
+    return _SECRET_VALUE.sub(r"\1***", shown)
+
+
+def scrub(text: str, url: str | None) -> str:
+    """text (say a client library's error message) with url's secrets replaced by ``***``."""
+    if not url:
+        return text
+    text = text.replace(url, redact_url(url))
+    for secret in _secrets(url):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _secrets(url: str) -> list[str]:
+    """The secret parts of url, raw and percent-decoded, longest first."""
+    from urllib.parse import unquote
+
+    found = []
+    match = _USERINFO.match(url)
+    if match:
+        userinfo = match.group(2)
+        found.append(userinfo.partition(":")[2] if ":" in userinfo else userinfo)
+    found += [m.group(0).split("=", 1)[1] for m in _SECRET_VALUE.finditer(url)]
+    return sorted({s for raw in found for s in (raw, unquote(raw)) if len(s) >= 3}, key=len, reverse=True)
+
+
+def check_url(url: str, where: str) -> str:
+    """url when it names a backend fsnb can open; otherwise a StoreError saying why.
+
+    where: what the message names ("the online store URL", "/path/fsnb.toml: [online] url")."""
+    if url == "sqlite":
+        return url
+    shown = redact_url(url)
+    if not url or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        msg = f"{where} {shown!r} is empty or holds spaces or control characters; write it like redis://host:6379/0"
+        raise StoreError(msg)
+    if "#" in url:  # no backend URL has a fragment: an unencoded '#' in a password would cut it
+        msg = f"{where} {shown!r} holds a '#'; write it percent-encoded as %23"
+        raise StoreError(msg)
+    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    if scheme not in _REDIS_SCHEMES:
+        msg = f"{where} {shown!r} is not supported; use 'sqlite' (the default) or a redis:// URL"
+        raise StoreError(msg)
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # ValueError when not a number in 0..65535
+    except ValueError as exc:
+        msg = f"{where} {shown!r} is not a valid URL ({exc}); write it like redis://host:6379/0"
+        raise StoreError(msg) from None
+    db_param = dict(parse_qsl(parts.query)).get("db")
+    if scheme == "unix":
+        if not parts.path:
+            msg = f"{where} {shown!r} names no socket; write it like unix:///run/redis.sock?db=0"
+            raise StoreError(msg)
+        databases = [db_param]
+    else:
+        if not parts.hostname:
+            msg = f"{where} {shown!r} names no host; write it like redis://host:6379/0"
+            raise StoreError(msg)
+        if port is not None and not 1 <= port <= 65535:
+            msg = f"{where} {shown!r} has port {port}; a port is 1 to 65535 (Redis' default is 6379)"
+            raise StoreError(msg)
+        databases = [parts.path.strip("/"), db_param]
+    for value in databases:
+        if value and not (value.isascii() and value.isdigit()):
+            msg = f"{where} {shown!r} has database {value!r}; a Redis database is a number, as in redis://host:6379/0"
+            raise StoreError(msg)
+    return url
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -35,8 +145,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
-    except (OSError, ValueError) as exc:
-        msg = f"cannot read {path}: {exc}; fix the file or remove it"
+    except (OSError, ValueError) as exc:  # TOMLDecodeError and UnicodeDecodeError are ValueErrors
+        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+        msg = f"cannot read {path}: {reason}; fix the file or remove it"
         raise StoreError(msg) from None
 
 
@@ -44,9 +155,14 @@ def _url(section: Any, where: Path, name: str) -> str | None:
     if section is None:
         return None
     if isinstance(section, str):
-        return section
-    if isinstance(section, dict) and isinstance(section.get("url"), str):
-        return str(section["url"])
+        return check_url(section, f"{where}: {name}")
+    if isinstance(section, dict):
+        unknown = sorted(set(section) - set(_SECTION_KEYS))
+        if unknown:
+            msg = f"{where}: [{name}] has unknown key {unknown[0]!r}; it takes only url = \"redis://host:6379/0\""
+            raise StoreError(msg)
+        if isinstance(section.get("url"), str):
+            return check_url(str(section["url"]), f"{where}: [{name}] url")
     msg = f"{where}: '{name}' must be a URL string or a table with url = \"...\""
     raise StoreError(msg)
 
@@ -54,21 +170,45 @@ def _url(section: Any, where: Path, name: str) -> str | None:
 def load_config(directory: Path, *, online: str | None = None, log: str | None = None) -> StoreConfig:
     file = directory / CONFIG_FILE
     data = _read_toml(file) if file.exists() else {}
-    config = StoreConfig(
-        online=online or _url(data.get("online"), file, "online"),
-        log=log or _url(data.get("log"), file, "log"),
+    unknown = sorted(set(data) - set(_SECTIONS))
+    if unknown:
+        msg = f"{file}: unknown setting {unknown[0]!r}; fsnb.toml knows only [online] and [log] (each with url = \"...\")"
+        raise StoreError(msg)
+    file_online, file_log = _url(data.get("online"), file, "online"), _url(data.get("log"), file, "log")
+    return StoreConfig(
+        online=check_url(online, "the online store URL") if online else file_online,
+        log=check_url(log, "the log URL") if log else file_log,
     )
-    for what, url in (("online", config.online), ("log", config.log)):
-        if url is not None and url != "sqlite" and not url.startswith(("redis://", "rediss://", "unix://")):
-            msg = f"{what} store {url!r} is not supported; use 'sqlite' (the default) or a redis:// URL"
-            raise StoreError(msg)
-    return config
+
+
+def toml_string(text: str) -> str:
+    """text as a TOML basic string (quoted, every escape TOML requires)."""
+    out = []
+    for ch in text:
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ord(ch) < 32 or ord(ch) == 127:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
 
 
 def write_config(directory: Path, config: StoreConfig) -> None:
+    """Write fsnb.toml all at once (a temporary file renamed over it): a reader sees the
+    old file or the new one, never half of one."""
     lines = []
-    if config.online:
-        lines += ["[online]", f'url = "{config.online}"', ""]
-    if config.log:
-        lines += ["[log]", f'url = "{config.log}"', ""]
-    (directory / CONFIG_FILE).write_text("\n".join(lines))
+    for name, url in (("online", config.online), ("log", config.log)):
+        if url:
+            check_url(url, f"the {name} URL")
+            lines += [f"[{name}]", f"url = {toml_string(url)}", ""]
+    fd, tmp = tempfile.mkstemp(prefix=".fsnb.toml.", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write("\n".join(lines))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, directory / CONFIG_FILE)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

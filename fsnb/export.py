@@ -18,6 +18,7 @@ import ast
 import io
 import json
 import keyword
+import math
 import os
 import re
 import shlex
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fsnb.config import redact_url
 from fsnb.errors import FsnbError
 
 LINE_WIDTH = 100
@@ -168,19 +170,57 @@ def _call(func: str, args: Sequence[str], *, prefix: str = "") -> list[str]:
 
 
 def _string(text: str) -> str:
-    """A readable literal: triple quotes for multi-line text when that is exact."""
-    if "\n" in text and '"""' not in text and "\\" not in text and not text.endswith('"'):
+    """text as a Python string literal that evaluates to exactly text, whatever it holds.
+
+    Triple quotes for readable multi-line text when that is exact: only printable
+    characters, tabs and newlines (no carriage return, which Python would read as a
+    newline; no line or paragraph separator, which str.splitlines() would cut).
+    Otherwise json.dumps (double quotes, as ruff/black prefer) for printable text, else
+    repr(), which escapes every character that is not printable."""
+    multi_line = "\n" in text and '"""' not in text and "\\" not in text and not text.endswith('"')
+    if multi_line and all(c.isprintable() or c in "\n\t" for c in text):
         return '"""\\\n' + text + '"""'
-    return json.dumps(text, ensure_ascii=False) if _json_is_python(text) else repr(text)
+    return json.dumps(text, ensure_ascii=False) if text.isprintable() else repr(text)
 
 
-def _json_is_python(text: str) -> bool:
-    # json.dumps gives double quotes (what ruff/black prefer) and is valid Python for text.
-    return all(ord(c) >= 0x20 for c in text)
+def _comment(text: str) -> str:
+    """text made safe for a ``# ...`` comment: one line, non-printable characters escaped
+    (a carriage return would end the comment and make the rest code)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _docstring_text(text: str) -> str:
+    """text for the inside of a triple-quoted docstring: quotes, backslashes and every
+    non-ASCII or non-printable character escaped, so it can never close the docstring."""
+    return text.encode("unicode_escape").decode("ascii").replace('"', '\\"')
+
+
+_ASCII_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _is_name(text: str) -> bool:
+    """An ASCII Python identifier that is not a keyword: the only user text that export
+    writes as code. (Python reads identifiers NFKC-normalised, so a non-ASCII name can
+    stand for another one: 'ｅｘｅｃ' is exec.)"""
+    return _ASCII_NAME.fullmatch(text) is not None and not keyword.iskeyword(text)
+
+
+def _name(text: str, what: str, cell: _Cell) -> str:
+    if not _is_name(text):
+        msg = (
+            f"cell {cell.index + 1}: {what} {text!r} is not a plain Python name "
+            "(ASCII letters, digits and '_', not starting with a digit, not a keyword); rename it and export again"
+        )
+        raise ExportError(msg)
+    return text
 
 
 def _value(value: Any) -> str:
-    return _string(value) if isinstance(value, str) else repr(value)
+    if isinstance(value, str):
+        return _string(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"float({str(value)!r})"  # repr(nan) is not Python
+    return repr(value)
 
 
 def _list(items: Sequence[str]) -> str:
@@ -404,7 +444,7 @@ class _Translator:
     def magic(self, kind: str, args: list[str], target: str | None, cell: _Cell) -> list[str]:
         if kind == "system":
             self.warnings.append(f"cell {cell.index + 1}: dropped the shell command !{args[0]}")
-            return [f"# notebook only: !{args[0]}"]
+            return [f"# notebook only: !{_comment(args[0])}"]
         if kind == "getoutput":
             msg = f"cell {cell.index + 1}: '{target} = !{args[0]}' runs a shell command; write it with subprocess and export again"
             raise ExportError(msg)
@@ -444,19 +484,20 @@ class _Translator:
             msg = f"cell {cell.index + 1}: {target} = {shown} has no plain-Python equivalent; rewrite it and export again"
             raise ExportError(msg)
         self.warnings.append(f"cell {cell.index + 1}: dropped {shown.splitlines()[0]}")
-        return [f"# notebook only: {shown.splitlines()[0]}"]
+        return [f"# notebook only: {_comment(shown.splitlines()[0])}"]
 
     def feature_view(self, line: str, body: str | None, target: str | None, cell: _Cell) -> list[str]:
         a = _feature_view_parser().parse_args(_split(line))
+        self._check_name("feature view", a.name, cell)  # what the magic refuses, export refuses
         sql = (body or "").strip()
         if not sql:
             raise ExportError(f"cell {cell.index + 1}: %%feature_view {a.name} has no SQL")
         self.views.append(a.name)
         entities = [e.strip() for e in a.entity.split(",")]
-        if sql.isidentifier():
+        if _is_name(sql):  # a DataFrame of the notebook, by its name
             query, data = _string(sql), sql
         else:
-            const = self._constant(f"{a.name.upper()}_SQL", sql)
+            const = self._constant(f"{_name(a.name, 'feature view', cell).upper()}_SQL", sql)
             query = const
             if _looks_like_path(sql):
                 data = f"fsnb.sources.to_arrow({const})"
@@ -479,7 +520,7 @@ class _Translator:
 
     def training_set(self, line: str, body: str | None, target: str | None, cell: _Cell) -> list[str]:
         a = _training_set_parser().parse_args(_split(line))
-        labels = self._labels(a.labels)
+        labels = self._labels(a.labels, cell)
         call_args = [labels, _list(a.features)]
         if a.timestamp != "event_timestamp":
             call_args.append(f"timestamp_field={_string(a.timestamp)}")
@@ -489,11 +530,9 @@ class _Translator:
             call_args.append("as_of_ingestion=True")
         func = f"{self.store}.get_historical_features"
         if a.output is None:
-            if target is None:
-                return [f"# notebook only: %training_set {line}"]
-            return _call(func, call_args, prefix=f"{target} = ")
-        if not a.output.isidentifier():
-            raise ExportError(f"cell {cell.index + 1}: -o needs a Python variable name, not {a.output!r}")
+            # Built (and its errors raised) as in the notebook, the result unused.
+            return _call(func, call_args, prefix=f"{target} = " if target is not None else "")
+        _name(a.output, "the -o variable", cell)
         self.training_sets[a.output] = TrainingSet(a.output, list(a.features), cell.index)
         self._find_fingerprint(self.training_sets[a.output], cell)
         lines = _call(func, call_args, prefix=f"{a.output} = ")
@@ -513,10 +552,11 @@ class _Translator:
                 key, _, value = part.partition("=")
                 row[key.strip()] = _literal_key(value.strip(), self.entity_types.get(key.strip()))
             rows.append("{" + ", ".join(f"{_string(k)}: {_value(v)}" for k, v in row.items()) + "}")
+        if a.output is not None:
+            _name(a.output, "the -o variable", cell)
         out = target or a.output
-        if out is None:
-            return [f"# notebook only: %online_features {line}"]
-        lines = _call(f"{self.store}.get_online_features", [_list(a.features), "[" + ", ".join(rows) + "]"], prefix=f"{out} = ")
+        prefix = f"{out} = " if out is not None else ""  # without one: looked up, the result unused
+        lines = _call(f"{self.store}.get_online_features", [_list(a.features), "[" + ", ".join(rows) + "]"], prefix=prefix)
         if target is not None and a.output is not None:
             lines.append(f"{a.output} = {target}")
         return lines
@@ -537,14 +577,14 @@ class _Translator:
         a = _fsnb_parser().parse_args(_split(line))
         prefix = f"{target} = " if target else None
         if a.command == "open":
-            backends = ", ".join(f"{k} {v}" for k, v in (("online", a.online), ("log", a.log)) if v)
+            backends = ", ".join(f"{k} {redact_url(v)}" for k, v in (("online", a.online), ("log", a.log)) if v)
             if backends:
                 self.warnings.append(
                     f"cell {cell.index + 1}: the notebook's store used {backends}; the pipeline's store "
                     "uses its own fsnb.toml (sqlite unless configured)"
                 )
             opened = f"{a.target} ({backends})" if backends else a.target
-            note = f"# the notebook opened the store {opened} here; this pipeline uses --store"
+            note = f"# the notebook opened the store {_comment(str(opened))} here; this pipeline uses --store"
             return [note] + ([f"{target} = {self.store}"] if target else [])
         if prefix is None:
             return []
@@ -557,17 +597,28 @@ class _Translator:
     def leakage(self, line: str, body: str | None, target: str | None, cell: _Cell) -> list[str]:
         a = _leakage_parser().parse_args(_split(line))
         if target is None:
-            return [f"# notebook only (the leakage explorer): %leakage {line}"]
-        call_args = [self._labels(a.labels), _list(a.features)]
+            return [f"# notebook only (the leakage explorer): %leakage {_comment(line)}"]
+        call_args = [self._labels(a.labels, cell), _list(a.features)]
         if a.timestamp != "event_timestamp":
             call_args.append(f"timestamp_field={_string(a.timestamp)}")
         return _call(f"{self.store}.explain_leakage", call_args, prefix=f"{target} = ")
 
     # -- helpers ---------------------------------------------------------------------------
-    def _labels(self, token: str) -> str:
-        if token.isidentifier() and not keyword.iskeyword(token):
+    def _labels(self, token: str, cell: _Cell) -> str:
+        """LABELS as the magic reads it: a notebook variable by its (checked) name, else a path."""
+        if _is_name(token):
             return token
+        if token.isidentifier():
+            _name(token, "the labels variable", cell)  # a non-ASCII name: refused
         return _string(token)
+
+    def _check_name(self, kind: str, name: str, cell: _Cell) -> None:
+        from fsnb.definitions import check_name
+
+        try:
+            check_name(kind, name)
+        except FsnbError as exc:
+            raise ExportError(f"cell {cell.index + 1}: {exc}") from None
 
     def _constant(self, name: str, text: str) -> str:
         for existing, value in self.constants.items():
@@ -710,6 +761,8 @@ def _names_used(cells: Sequence[_Cell]) -> set[str]:
     names: set[str] = set()
     manager = TransformerManager()  # type: ignore[no-untyped-call]
     for cell in cells:
+        # -o VAR of a magic becomes a variable of build(): keep the store's name off it
+        names.update(re.findall(r"(?:^|\s)-o\s*([A-Za-z_][A-Za-z0-9_]*)", cell.source))
         try:
             tree = ast.parse(manager.transform_cell(cell.source))
         except SyntaxError:
@@ -786,6 +839,11 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("FSNB_STORE", ".fsnb"),
         help="the fsnb store directory (default: $FSNB_STORE, else ./.fsnb)",
     )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="also fail (exit 1) when a training set has no fingerprint from the notebook to check",
+    )
     args = parser.parse_args(argv)
     # Notebook code that opens fsnb.FeatureStore(None) follows --store too.
     os.environ["FSNB_STORE"] = os.path.abspath(args.store)
@@ -804,9 +862,23 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    checked = sum(1 for expected in RECORDED_FINGERPRINTS.values() if expected)
-    print(f"ok: {{checked}} of {{len(RECORDED_FINGERPRINTS)}} training set(s) checked against the notebook, all equal")
-    return 0
+    # Say what was verified; anything that was not is a warning (an error with --strict).
+    total = len(RECORDED_FINGERPRINTS)
+    unchecked = [name for name, expected in RECORDED_FINGERPRINTS.items() if not expected]
+    if total and not unchecked:
+        print(f"ok: {{total}} of {{total}} training set(s) checked against the notebook, all equal")
+        return 0
+    if not total:
+        why = f"{{NOTEBOOK}} builds no training set with %training_set ... -o VAR"
+    else:
+        names = ", ".join(repr(name) for name in unchecked)
+        why = f"the notebook recorded no fingerprint for training set {{names}} (run the notebook, then export again)"
+    if len(unchecked) < total:
+        print(f"ok: {{total - len(unchecked)}} of {{total}} training set(s) checked against the notebook, all equal")
+        print(f"warning: not verified: {{why}}", file=sys.stderr)
+    else:
+        print(f"warning: nothing was verified: {{why}}", file=sys.stderr)
+    return 1 if args.strict else 0
 
 
 if __name__ == "__main__":
@@ -832,7 +904,7 @@ def export(notebook: str | os.PathLike[str], *, store: str | os.PathLike[str] | 
             continue
         if body:
             body.append("")
-        body.extend(f"    # {t}" for t in titles[:1])
+        body.extend(f"    # {_comment(t)}" for t in titles[:1])
         body.extend(_indent(code))
     if not translator.training_sets:
         translator.warnings.append(
@@ -840,7 +912,7 @@ def export(notebook: str | os.PathLike[str], *, store: str | os.PathLike[str] | 
             "rebuilds it but has no fingerprint to check"
         )
     script_name = script_name or path.with_suffix(".py").name
-    out = [_HEADER.format(notebook=path.name, script=script_name)]
+    out = [_HEADER.format(notebook=_docstring_text(path.name), script=_docstring_text(script_name))]
     out.append("from __future__ import annotations\n")
     out.append("import argparse\nimport os\nimport sys\nfrom typing import Any\n")
     out.append("import fsnb\nimport fsnb.sources\n")

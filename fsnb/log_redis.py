@@ -26,7 +26,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from fsnb.errors import StoreError
+from fsnb.config import redact_url, scrub
+from fsnb.errors import StoreError, one_line
 from fsnb.log import CONSUMERS, LogEntry, os_consumer_lock
 from fsnb.timeutil import now_us
 
@@ -85,8 +86,14 @@ class RedisLog:
         try:
             return fn(*args, **kwargs)
         except self._error as exc:
-            msg = f"Redis log at {self.url} failed: {exc}; check that redis-server is running, then store.sync()"
+            msg = (
+                f"Redis log at {redact_url(self.url)} failed: {scrub(one_line(exc), self.url)}; "
+                "check that redis-server is running, then store.sync()"
+            )
             raise StoreError(msg) from None
+
+    def __repr__(self) -> str:
+        return f"RedisLog({redact_url(self.url)!r})"
 
     def close(self) -> None:
         self.client.close()

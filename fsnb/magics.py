@@ -202,15 +202,7 @@ class FsnbMagics(Magics):
             if not args.target:
                 msg = "%fsnb open needs a directory: %fsnb open PATH"
                 raise UsageError(msg)
-            self.close()
-            self.path = store_path(args.target)
-            if args.online or args.log:
-                from fsnb.config import StoreConfig, load_config, write_config
-
-                self.path.mkdir(parents=True, exist_ok=True)
-                current = load_config(self.path)
-                write_config(self.path, StoreConfig(args.online or current.online, args.log or current.log))
-            store = self.store
+            store = self._open(store_path(args.target), args.online, args.log)
             print(self.announce())
             return store
         if args.online or args.log:
@@ -231,6 +223,43 @@ class FsnbMagics(Magics):
         commands = ["open", "list", "show"]
         msg = f"unknown %fsnb command '{args.command}'{closest(args.command, commands)} (use open PATH, list or show NAME)"
         raise UsageError(msg)
+
+    def _open(self, path: Path, online: str | None, log: str | None) -> FeatureStore:
+        """Make the store at path the session's store, or leave the current one in place.
+
+        --online/--log URLs are checked (parsed, then each Redis server pinged) before
+        anything is created, and written to fsnb.toml only once the store has opened
+        with them. Any failure is one line, and the session keeps its previous store."""
+        from fsnb.config import StoreConfig, check_url, load_config, write_config
+        from fsnb.store import FeatureStore
+
+        previous = self.path
+        try:
+            current = StoreConfig()
+            if online or log:
+                from fsnb.online_redis import check_reachable
+
+                current = load_config(path) if path.is_dir() else current
+                for what, url in (("online store URL", online), ("log URL", log)):
+                    if url and check_url(url, f"the {what}") != "sqlite":
+                        check_reachable(url)
+            if path == previous:
+                self.close()  # one DuckDB connection per file: reopen in place
+            store = FeatureStore(path, online=online, log=log)
+            if online or log:
+                try:
+                    write_config(path, StoreConfig(online or current.online, log or current.log))
+                except BaseException:
+                    store.close()
+                    raise
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, FsnbError) else one_line(exc)
+            kept = f"the session keeps the store at {previous}"
+            msg = f"cannot open the store at {path}: {reason}; {kept}"
+            raise UsageError(msg) from None
+        self.close()
+        self.path, self._store = path, store
+        return store
 
     # -- %%feature_view -------------------------------------------------------------
     @magic_arguments()

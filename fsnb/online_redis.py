@@ -22,8 +22,9 @@ from typing import Any
 
 import msgpack
 
+from fsnb.config import redact_url, scrub
 from fsnb.definitions import FeatureView
-from fsnb.errors import StoreError
+from fsnb.errors import StoreError, one_line
 from fsnb.online import CREATED, SEQ, TS, reader_basics
 
 _UPSERT = """
@@ -75,9 +76,14 @@ def _connect(url: str) -> Any:
     try:
         client.ping()
     except redis.RedisError as exc:
-        msg = f"cannot reach Redis at {url}: {exc}; start redis-server or fix the URL"
+        msg = f"cannot reach Redis at {redact_url(url)}: {scrub(one_line(exc), url)}; start redis-server or fix the URL"
         raise StoreError(msg) from None
     return client
+
+
+def check_reachable(url: str) -> None:
+    """A StoreError (its password hidden) unless a Redis server answers PING at url."""
+    _connect(url).close()
 
 
 def entity_key(prefix: str, key: Sequence[Any]) -> str:
@@ -91,13 +97,16 @@ class RedisOnlineStore:
     def __init__(self, url: str, namespace: str) -> None:
         import redis
 
-        self.url = url
+        self.url = url  # may hold a password: show redact_url(self.url)
         self.client = _connect(url)
         self.namespace = namespace
         self._script = self.client.register_script(_UPSERT)
         self._meta_cache: dict[str, list[str]] = {}
         self._redis_error = redis.RedisError
         self._tx: Any = None  # the MULTI/EXEC pipeline between begin() and commit()
+
+    def __repr__(self) -> str:
+        return f"RedisOnlineStore({redact_url(self.url)!r})"
 
     # -- names ---------------------------------------------------------------
     def _prefix(self, name: str) -> str:
@@ -113,7 +122,7 @@ class RedisOnlineStore:
         try:
             return fn(*args, **kwargs)
         except self._redis_error as exc:
-            msg = f"Redis at {self.url} failed: {exc}; check that redis-server is running"
+            msg = f"Redis at {redact_url(self.url)} failed: {scrub(one_line(exc), self.url)}; check that redis-server is running"
             raise StoreError(msg) from None
 
     # -- schema ----------------------------------------------------------------

@@ -8,6 +8,7 @@ server extension) can read it while another one holds the offline database.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -15,9 +16,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from fsnb.definitions import FeatureView
-from fsnb.errors import UnknownFeatureView, closest
+from fsnb.errors import StoreError, UnknownFeatureView, closest
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS views (
@@ -75,10 +77,42 @@ class ViewSummary:
     stats_updated_at: float | None
 
 
+def sqlite_uri(path: Path, **params: str) -> str:
+    """A ``file:`` URI for SQLite naming exactly path: every character that a URI gives a
+    meaning to (``%``, ``?``, ``#``, spaces, ...) is percent-encoded, so a directory called
+    ``a#b`` or ``d%2F..`` is that directory, never a fragment, a parameter or another path."""
+    absolute = os.path.abspath(os.fspath(path))
+    return "file:" + quote(absolute, safe="/") + ("?" + urlencode(params) if params else "")
+
+
+def readonly_mode(path: Path) -> str:
+    """How to open the WAL database at path without creating any file.
+
+    A read-only open of a WAL database that no process has open makes SQLite create
+    ``-wal`` and ``-shm`` beside it and leave them there (and fail in a read-only
+    directory). Without those files no writer holds the database and every commit is in
+    the main file, so ``immutable=1`` reads it without locks and without creating
+    anything ("immutable"); when a writer's files are there, ``mode=ro`` reads through
+    them and sees its latest commit ("ro"). A reader that used "immutable" and then sees a
+    ``-wal`` appear should read again (see ``fsnb.server.describe_store``).
+    """
+    wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
+    for side in (wal, shm):
+        if side.is_symlink() or (side.exists() and not side.is_file()):
+            # SQLite writes read marks into -shm even on a read-only connection.
+            msg = f"{side} is not a regular file (SQLite never makes one); remove it to read {path.name}"
+            raise StoreError(msg)
+    return "ro" if wal.exists() or shm.exists() else "immutable"
+
+
 def connect_sqlite(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
-    """A SQLite connection in WAL mode that waits (not fails) on a concurrent writer."""
+    """A SQLite connection in WAL mode that waits (not fails) on a concurrent writer.
+
+    readonly: never creates or changes a file (see readonly_mode); a missing file is an
+    error, not a new empty database."""
     if readonly:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=False)
+        params = {"mode": "ro"} if readonly_mode(path) == "ro" else {"mode": "ro", "immutable": "1"}
+        con = sqlite3.connect(sqlite_uri(path, **params), uri=True, timeout=30, check_same_thread=False)
     else:
         con = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         con.execute("PRAGMA journal_mode=WAL")

@@ -17,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
@@ -27,12 +28,14 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 
 from fsnb.definitions import format_ttl
-from fsnb.registry import Registry, ViewSummary, connect_sqlite
+from fsnb.errors import FsnbError, StoreError, one_line
+from fsnb.registry import Registry, ViewSummary, connect_sqlite, readonly_mode
 
 REGISTRY_FILE = "registry.sqlite"
 ONLINE_FILE = "online.sqlite"
 LOG_FILE = "log.sqlite"  # the streaming path's feature log (fsnb/log.py)
 API_PATH = "fsnb/api/store"
+T = TypeVar("T")
 
 
 class StoreNotFound(LookupError):
@@ -43,8 +46,15 @@ class OutsideRoot(PermissionError):
     """The requested path resolves outside the server's root directory."""
 
 
+def _inside(root_dir: Path, path: Path) -> bool:
+    return path == root_dir or root_dir in path.parents
+
+
 def resolve_store_path(root: str | Path, requested: str) -> Path:
-    """The absolute store directory for a ``path`` query argument, refusing escapes from root."""
+    """The absolute store directory for a ``path`` query argument, refusing escapes from root.
+
+    ``requested`` is a file-system path, taken literally: ``%2F`` is three characters of a
+    name (tornado has already decoded the query string once), never a separator."""
     root_dir = Path(root).expanduser().resolve()
     if not requested or "\x00" in requested:
         msg = "give the store directory as ?path=, relative to the server root (e.g. notebooks/.fsnb)"
@@ -53,27 +63,82 @@ def resolve_store_path(root: str | Path, requested: str) -> Path:
     if not candidate.is_absolute():
         candidate = root_dir / requested.lstrip("/")
     resolved = candidate.resolve()
-    if resolved != root_dir and root_dir not in resolved.parents:
+    if not _inside(root_dir, resolved):
         msg = f"store path {requested!r} is outside the server root; open a store below {root_dir}"
         raise OutsideRoot(msg)
     return resolved
 
 
-def describe_store(store_dir: Path) -> dict[str, Any]:
-    """Views, statistics, online freshness and training sets of the store in store_dir."""
-    registry_file = store_dir / REGISTRY_FILE
-    if not registry_file.is_file():
+def store_file(root_dir: Path, store_dir: Path, name: str) -> Path | None:
+    """store_dir/name with its symlinks resolved, or None when there is no such file.
+
+    Refused (OutsideRoot) when the file, or the ``-wal``/``-shm`` that SQLite would open
+    beside it, resolves outside the server root; a StoreError when it is not a regular
+    file (a directory, a FIFO that would block the server)."""
+    link = store_dir / name
+    if not link.exists() and not link.is_symlink():
+        return None
+    target = link.resolve()
+    for path in (target, Path(f"{target}-wal").resolve(), Path(f"{target}-shm").resolve()):
+        if not _inside(root_dir, path):
+            msg = f"{name} in the store links to {path}, outside the server root; fsnb reads only files below {root_dir}"
+            raise OutsideRoot(msg)
+    if not target.exists():
+        return None  # a dangling link inside the root: as if the file were missing
+    if not target.is_file():
+        msg = f"{link} is not a regular file; an fsnb store keeps {name} as a SQLite file"
+        raise StoreError(msg)
+    return target
+
+
+def describe_store(store_dir: Path, root: str | Path | None = None) -> dict[str, Any]:
+    """Views, statistics, online freshness and training sets of the store in store_dir.
+
+    Every file is opened read-only and never created (fsnb.registry.readonly_mode); each
+    one, symlinks resolved, must lie below root (default: store_dir itself)."""
+    root_dir = Path(root if root is not None else store_dir).expanduser().resolve()
+    registry_file = store_file(root_dir, store_dir, REGISTRY_FILE)
+    if registry_file is None:
         msg = f"no fsnb store in {store_dir}"
         raise StoreNotFound(msg)
-    registry = Registry(registry_file, readonly=True)
+    online_file = store_file(root_dir, store_dir, ONLINE_FILE)
+    log_file = store_file(root_dir, store_dir, LOG_FILE)
+    for _attempt in range(3):
+        # Read without a writer's -wal (immutable: nothing created), a writer may start
+        # and checkpoint into the main file mid-read: read again, through its -wal then.
+        quiet = [f for f in (registry_file, online_file, log_file) if f is not None and readonly_mode(f) == "immutable"]
+        description = _describe(registry_file, online_file, log_file)
+        if not any(Path(f"{f}-wal").exists() for f in quiet):
+            break
+    return description
+
+
+def _read(path: Path, read: Callable[[], T]) -> T:
+    """read(), with anything a damaged file raises turned into one line naming the file."""
     try:
-        with registry.snapshot():  # views and training sets as of one commit
-            views = [_view_json(summary) for summary in registry.summaries()]
-            training_sets = [_training_set_json(record) for record in registry.training_sets()]
-    finally:
-        registry.close()
-    online = _read_online_updates(store_dir / ONLINE_FILE)
-    log = _read_log(store_dir / LOG_FILE, [v["name"] for v in views if v["stream"]])
+        return read()
+    except FsnbError:
+        raise
+    except (sqlite3.Error, ValueError, TypeError, KeyError, AttributeError) as exc:
+        msg = f"cannot read {path}: {one_line(exc)}; the file is damaged or not an fsnb store file"
+        raise StoreError(msg) from None
+
+
+def _describe(registry_file: Path, online_file: Path | None, log_file: Path | None) -> dict[str, Any]:
+    def read_registry() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        registry = Registry(registry_file, readonly=True)
+        try:
+            with registry.snapshot():  # views and training sets as of one commit
+                views = [_view_json(summary) for summary in registry.summaries()]
+                training_sets = [_training_set_json(record) for record in registry.training_sets()]
+        finally:
+            registry.close()
+        return views, training_sets
+
+    views, training_sets = _read(registry_file, read_registry)
+    online = {} if online_file is None else _read(online_file, lambda: _read_online_updates(online_file))
+    stream_views = [v["name"] for v in views if v["stream"]]
+    log = {} if log_file is None else _read(log_file, lambda: _read_log(log_file, stream_views))
     for view in views:
         name = view["name"]
         lag, pushed = log.get(name, (None, None))
@@ -193,13 +258,20 @@ class StoreHandler(APIHandler):
             return self._fail(400, str(exc))
         try:
             # sqlite3 blocks: keep the server's event loop free.
-            description = await asyncio.get_running_loop().run_in_executor(None, describe_store, store_dir)
+            description = await asyncio.get_running_loop().run_in_executor(None, describe_store, store_dir, root)
         except StoreNotFound:
             msg = f"no fsnb store at {requested!r}; run %load_ext fsnb in a notebook there, or create fsnb.FeatureStore(path)"
             return self._fail(404, msg)
+        except OutsideRoot as exc:
+            return self._fail(403, str(exc))
+        except FsnbError as exc:
+            return self._fail(500, f"cannot read the store at {requested!r}: {one_line(exc)}")
         except sqlite3.Error as exc:
-            msg = f"cannot read the store at {requested!r} ({exc}); check the files' permissions"
+            msg = f"cannot read the store at {requested!r} ({one_line(exc)}); check the files' permissions"
             return self._fail(500, msg)
+        except Exception as exc:  # never tornado's HTML page: the sidebar shows this message
+            self.log.exception("fsnb: reading %s failed", store_dir)
+            return self._fail(500, f"fsnb could not read the store at {requested!r}: {type(exc).__name__}: {one_line(exc)}")
         description["path"] = requested
         self.set_header("Cache-Control", "no-store")
         self.finish(json.dumps(description))

@@ -89,7 +89,9 @@ def log_of(store: FeatureStore) -> FeatureLog:
             try:
                 from fsnb.log_redis import RedisLog
             except ImportError:
-                msg = f"this fsnb has no Redis log backend (log = {url!r} in the store's config); remove the [log] setting"
+                from fsnb.config import redact_url
+
+                msg = f"this fsnb has no Redis log backend (log = {redact_url(str(url))!r} in the store's config); remove the [log] setting"
                 raise StoreError(msg) from None
             store_id, new = store._store_id()
             log = RedisLog(url, namespace=store_id, directory=store.path)

@@ -242,7 +242,7 @@ def test_project_notebook_exports_and_reproduces(notebook: Path, tmp_path: Path)
         # Nothing recorded (the notebook uses no %training_set -o): it must still
         # rebuild, and the export must say that nothing is checked.
         assert "builds no training set" in result.stderr
-        assert "ok: 0 of 0 training set(s)" in first.stdout
+        assert "warning: nothing was verified" in first.stderr and "ok:" not in first.stdout  # issue 11
         assert notebook.name != "quickstart.ipynb"
         return
 
@@ -310,7 +310,7 @@ def test_line_magics_become_api_calls(nb_dir: Path) -> None:
         '        timestamp_field="label_ts",\n        full_feature_names=True,\n        as_of_ingestion=True,\n    )',
         'store.record_training_set("train", train, ["v:a", "v:b"])\n    training_sets["train"] = train',
         'x = store.get_historical_features("labels.parquet", ["v:*"])',
-        "# notebook only: %training_set labels v:a",
+        'store.get_historical_features(labels, ["v:a"])\n',  # built without -o too (issue 11)
         'store.materialize(start="2024-01-01", end="2024-02-01", views=["v"])',
         "store.materialize_incremental()",
         '[{"user_id": 42, "region": "eu"}, {"user_id": 7, "region": "us"}]',
@@ -508,3 +508,129 @@ def test_every_cli_command_is_documented(capsys: pytest.CaptureFixture[str]) -> 
         cli_main(["--help"])
     shown = capsys.readouterr().out
     assert all(name in shown for name in commands.choices)
+
+
+# -- issue 11: no user text becomes code in the exported script --------------------------------------
+def _chr_expression(code: str) -> str:
+    """code as an expression of Unicode modifier letters that Python reads (NFKC) as chr(...)+..."""
+    return "+".join(f"\u1d9c\u02b0\u02b3({ord(c)})" for c in code)  # ᶜʰʳ is chr
+
+
+def injected_name(marker: Path) -> str:
+    # ᵛᵃʳˢ(ᵉˣᵉᶜ(...)).ᵃ: .upper() leaves modifier letters alone and NFKC reads them as vars,
+    # exec and chr, so "NAME_SQL = ..." at the top of the old script ran the payload on import
+    payload = f"open({str(marker)!r}, 'w').write('ran')"
+    return f"\u1d5b\u1d43\u02b3\u02e2(\u1d49\u02e3\u1d49\u1d9c({_chr_expression(payload)})).\u1d43"
+
+
+def test_a_feature_view_name_never_becomes_code(nb_dir: Path) -> None:
+    marker = nb_dir / "PWNED"
+    path = write_notebook(nb_dir / "n.ipynb", f'%%feature_view "{injected_name(marker)}" --entity user_id\nSELECT 1 AS user_id')
+    with pytest.raises(ExportError) as info:
+        export(path)
+    message = str(info.value)
+    assert message.startswith("cell 1: feature view name") and "not valid" in message and "\n" not in message
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("cell", "what"),
+    [
+        ("%training_set labels v:a -o x=__import__('os').getcwd();y", "the -o variable"),
+        ("%training_set labels v:a -o class", "the -o variable"),
+        ("%training_set labels v:a -o \uff45\uff58\uff45\uff43", "the -o variable"),  # fullwidth 'exec'
+        ("%online_features v:a --entity k=1 -o x=__import__('os').getcwd();y", "the -o variable"),
+        ("%training_set \uff45\uff56\uff45\uff4e\uff54\uff53 v:a -o t", "the labels variable"),
+        ("%%feature_view \u1d49\u02e3\u1d49\u1d9c --entity user_id\nSELECT 1", "feature view name"),
+        ("%%feature_view 1abc --entity user_id\nSELECT 1", "feature view name"),
+    ],
+)
+def test_names_in_magics_are_checked_ascii_identifiers(nb_dir: Path, cell: str, what: str) -> None:
+    with pytest.raises(ExportError) as info:
+        export(write_notebook(nb_dir / "n.ipynb", "x = 1", cell))
+    assert str(info.value).startswith(f"cell 2: {what}") and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a\rprint('ran')",  # Python reads a lone CR as a newline
+        'a"""; print("ran"); """',
+        "a\u2028b\u0085c\x0cd",  # separators str.splitlines() cuts
+        "x\r\ny",
+    ],
+)
+def test_user_text_is_written_as_exact_literals_and_comments(nb_dir: Path, text: str) -> None:
+    on_a_line = "|".join(text.splitlines())  # a magic's line ends at any line break
+    path = write_notebook(
+        nb_dir / "n.ipynb",
+        f"%%feature_view v --entity user_id --description {_shell_quote(on_a_line + chr(27))}\nSELECT 1 AS user_id -- {text}",
+        f"%materialize --start {_shell_quote(on_a_line)}",
+        f"%leakage labels {_shell_quote('v:' + on_a_line)}",
+        f"!echo {on_a_line}",
+    )
+    script = export(path).script
+    tree = ast.parse(script)
+    values = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    assert on_a_line + chr(27) in values  # the --description, exactly
+    assert on_a_line in values  # --start
+    assert f"SELECT 1 AS user_id -- {text}".strip() in values  # the SQL body, exactly
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "print"]
+    assert not any("ran" in ast.unparse(c) for c in calls)  # nothing of the text became a statement
+    build = build_function(script)
+    assert [type(n).__name__ for n in build.body] == ["Expr", "AnnAssign", "Expr", "Expr", "Return"]  # docstring, sets, register, materialize
+
+
+def _shell_quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+def test_a_notebook_file_name_cannot_close_the_docstring(nb_dir: Path) -> None:
+    path = write_notebook(nb_dir / 'x"""; import os; os.getcwd(); """.ipynb', "x = 1")
+    script = export(path).script
+    tree = ast.parse(script)
+    assert [type(n).__name__ for n in tree.body[:3]] == ["Expr", "ImportFrom", "Import"]
+    assert 'x"""; import os' in ast.get_docstring(tree)
+
+
+def test_online_key_nan_is_a_python_expression(nb_dir: Path) -> None:
+    from fsnb.export import _value
+
+    assert eval(_value(float("nan"))) != eval(_value(float("nan")))
+    assert eval(_value(float("-inf"))) == float("-inf")
+
+
+def test_training_set_without_output_is_built(nb_dir: Path, tmp_path: Path) -> None:
+    # an error the magic raises (an unknown view) must be raised by the pipeline too
+    path = write_notebook(
+        nb_dir / "n.ipynb",
+        "import polars as pl\nfrom datetime import datetime\n"
+        "labels = pl.DataFrame({'user_id': [1], 'event_timestamp': [datetime(2024, 1, 2)]})",
+        "%training_set labels nope:a",
+    )
+    script = tmp_path / "p.py"
+    script.write_text(export(path).script)
+    result = run_pipeline(script, tmp_path / "run")
+    assert result.returncode == 1
+    assert "nope" in result.stderr
+
+
+def test_pipeline_says_plainly_when_nothing_was_verified(nb_dir: Path, tmp_path: Path) -> None:
+    path = write_notebook(
+        nb_dir / "n.ipynb",
+        "import polars as pl\nfrom datetime import datetime\n"
+        "events = pl.DataFrame({'user_id': [1], 'event_timestamp': [datetime(2024, 1, 1)], 'a': [5]})\n"
+        "labels = pl.DataFrame({'user_id': [1], 'event_timestamp': [datetime(2024, 1, 2)]})",
+        "%%feature_view v --entity user_id\nSELECT * FROM events",
+        "%training_set labels v:a -o train",
+    )
+    script = tmp_path / "p.py"
+    script.write_text(export(path).script)  # never ran: no fingerprint recorded
+    result = run_pipeline(script, tmp_path / "run")
+    assert result.returncode == 0, result.stderr
+    assert "ok:" not in result.stdout and "all equal" not in result.stdout
+    assert "warning: nothing was verified: the notebook recorded no fingerprint for training set 'train'" in result.stderr
+    strict = run_pipeline(script, tmp_path / "run2", "--strict")
+    assert strict.returncode == 1 and "nothing was verified" in strict.stderr

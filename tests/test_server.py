@@ -243,3 +243,96 @@ def test_answers_while_another_process_ingests(jp_asyncio_loop, jp_fetch, root_s
     user = {v["name"]: v for v in final["views"]}["user_stats"]
     assert user["rows"] == 4 + batches * 20_000
     assert rows_seen[-1] <= user["rows"]
+
+
+# -- issue 11: every file the endpoint opens is the file it names, below the root, read-only --
+
+
+def files_below(directory: Path) -> set[str]:
+    return {str(p.relative_to(directory)) for p in directory.rglob("*")}
+
+
+def small_store(path: Path, view: str) -> None:
+    with fsnb.FeatureStore(path) as store:
+        store.register(fsnb.FeatureView(view, entities=["user_id"]), events())
+
+
+def test_percent_encoded_directory_is_taken_literally(jp_asyncio_loop, jp_fetch, jp_root_dir):
+    # SQLite decodes %2F in a URI: the old unescaped URI opened root/d/../../outside instead
+    (jp_root_dir / "d").mkdir()
+    small_store(jp_root_dir.parent / "outside", "secret_view")
+    small_store(jp_root_dir / "d%2F..%2F..%2Foutside", "inside_view")
+    data = get_json(jp_asyncio_loop, jp_fetch, "d%2F..%2F..%2Foutside")
+    assert [v["name"] for v in data["views"]] == ["inside_view"]
+
+
+@pytest.mark.parametrize("name", ["a#b", "a?mode=rwc", "a b%20c"])
+def test_uri_characters_in_the_path_neither_misread_nor_create_files(jp_asyncio_loop, jp_fetch, jp_root_dir, name):
+    small_store(jp_root_dir / "plain" / ".fsnb", "user_stats")
+    (jp_root_dir / "plain").rename(jp_root_dir / name)  # (DuckDB itself mishandles '?' in a path)
+    before = files_below(jp_root_dir)
+    data = get_json(jp_asyncio_loop, jp_fetch, f"{name}/.fsnb")
+    assert [v["name"] for v in data["views"]] == ["user_stats"]
+    assert files_below(jp_root_dir) == before  # no stray 'a' database beside the store
+
+
+def test_reading_a_closed_store_creates_no_file(jp_asyncio_loop, jp_fetch, jp_root_dir):
+    small_store(jp_root_dir / "quiet" / ".fsnb", "user_stats")
+    before = files_below(jp_root_dir)
+    assert not any(name.endswith(("-wal", "-shm")) for name in before)
+    for _ in range(2):
+        assert [v["name"] for v in get_json(jp_asyncio_loop, jp_fetch, "quiet/.fsnb")["views"]] == ["user_stats"]
+    assert files_below(jp_root_dir) == before  # SQLite's mode=ro alone leaves -wal and -shm behind
+
+
+def test_reading_sees_an_open_writer_latest_commit(jp_asyncio_loop, jp_fetch, root_store):
+    assert (root_store.path / "registry.sqlite-wal").exists()  # the kernel holds the store open
+    root_store.register(fsnb.FeatureView("later", entities=["user_id"]), events())
+    names = {v["name"] for v in get_json(jp_asyncio_loop, jp_fetch, "project/.fsnb")["views"]}
+    assert "later" in names
+
+
+@pytest.mark.parametrize("filename", ["registry.sqlite", "online.sqlite", "registry.sqlite-shm"])
+def test_store_file_symlinked_outside_the_root_is_refused(jp_asyncio_loop, jp_fetch, jp_root_dir, tmp_path, filename):
+    elsewhere = tmp_path / "elsewhere" / ".fsnb"
+    small_store(elsewhere, "secret_view")
+    with fsnb.FeatureStore(elsewhere) as other:
+        other.materialize()
+    (elsewhere / "registry.sqlite-shm").write_bytes(b"")
+    store_dir = jp_root_dir / "proj" / ".fsnb"
+    small_store(store_dir, "user_stats")
+    with fsnb.FeatureStore(store_dir) as store:
+        store.materialize()
+    (store_dir / filename).unlink(missing_ok=True)
+    (store_dir / filename).symlink_to(elsewhere / filename)
+    code, message = error_of(jp_asyncio_loop, jp_fetch, "proj/.fsnb")
+    assert code == 403
+    assert filename in message and "outside the server root" in message
+    assert "secret_view" not in message
+
+
+def test_garbage_definition_is_a_json_error_naming_the_file(jp_asyncio_loop, jp_fetch, jp_root_dir):
+    import sqlite3
+
+    store_dir = jp_root_dir / "broken" / ".fsnb"
+    small_store(store_dir, "user_stats")
+    con = sqlite3.connect(store_dir / "registry.sqlite")
+    con.execute("UPDATE views SET definition = '{not json'")
+    con.commit()
+    con.close()
+    code, message = error_of(jp_asyncio_loop, jp_fetch, "broken/.fsnb")
+    assert code == 500
+    assert "registry.sqlite" in message
+    assert "\n" not in message
+
+
+def test_unexpected_error_is_one_json_line(jp_asyncio_loop, jp_fetch, root_store, monkeypatch):
+    import fsnb.server
+
+    def boom(*args: Any) -> None:
+        raise RuntimeError("something unforeseen\nsecond line")
+
+    monkeypatch.setattr(fsnb.server, "describe_store", boom)
+    code, message = error_of(jp_asyncio_loop, jp_fetch, "project/.fsnb")
+    assert code == 500
+    assert "RuntimeError" in message and "something unforeseen" in message and "\n" not in message
