@@ -32,7 +32,7 @@ from fsnb.pit import LABELS, ROW, T, ViewSelection, point_in_time_sql
 from fsnb.registry import Registry, ViewVersion
 from fsnb.sources import to_arrow
 from fsnb.timeutil import now_us
-from fsnb.validation import arrow_duck_types, check_batch
+from fsnb.validation import arrow_duck_types, check_batch, check_view
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -202,6 +202,7 @@ class FeatureStore:
                 stored = current.view.feature_types
                 merged = {f: stored.get(f) or t for f, t in candidate.feature_types.items()}
                 candidate = candidate.with_schema(candidate.entity_types or {}, merged)  # type: ignore[arg-type]
+        check_view(candidate)  # what every store can hold, with or without data
         if current is not None:
             _check_compatible(current.view, candidate, has_data=bool(self.registry.stats(view.name).get("rows")))
         changes = _diff(current.view, candidate) if current else []
