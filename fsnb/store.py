@@ -247,8 +247,14 @@ class FeatureStore:
         return rows
 
     def delete_feature_view(self, name: str) -> None:
-        """Remove a view, all its versions, its offline history and online values."""
+        """Remove a view, all its versions, its offline history and online values.
+
+        Log entries still unapplied for it are dropped by the consumers: they belong to
+        this view's identity, and a view created later under the name has another."""
+        from fsnb.streaming import forget_view
+
         self.registry.latest(name)
+        forget_view(self, name)
         self.offline.drop(name)
         self.online.drop(name)
         self.registry.delete_view(name)
