@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS entries (
     rows INTEGER NOT NULL,
     appended_us INTEGER NOT NULL,
     format TEXT NOT NULL,
-    payload BLOB NOT NULL
+    payload BLOB NOT NULL,
+    view_id TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS consumers (
     name TEXT PRIMARY KEY,
@@ -66,6 +67,10 @@ class LogEntry:
     appended_us: int
     payload: bytes
     decoded: pa.Table | None = field(default=None, compare=False, repr=False)  # set by the appender
+    # The identity of the view the entry was pushed to: it survives new versions but
+    # not deletion, so entries of a deleted view never reach one created under its name.
+    # "" for entries written before fsnb recorded it (applied to the current view).
+    view_id: str = ""
 
     def table(self) -> pa.Table:
         return self.decoded if self.decoded is not None else decode_batch(self.payload)
@@ -76,7 +81,7 @@ class FeatureLog(Protocol):
 
     log_id: str  # unique per log: offline rows are tagged "<log_id>:<first>-<last>"
 
-    def append(self, view: str, version: int, payload: bytes, rows: int) -> int:
+    def append(self, view: str, version: int, payload: bytes, rows: int, view_id: str = "") -> int:
         """Durably add one entry and return its offset (only once it is durable)."""
         ...
 
@@ -151,6 +156,8 @@ class SqliteLog:
             # FULL: a commit fsyncs the WAL, so an acknowledged append survives power loss.
             con.execute("PRAGMA synchronous=FULL")
             con.executescript(_SCHEMA)
+            if "view_id" not in [r[1] for r in con.execute("PRAGMA table_info(entries)")]:
+                con.execute("ALTER TABLE entries ADD COLUMN view_id TEXT NOT NULL DEFAULT ''")  # a log from before
         except sqlite3.DatabaseError as exc:
             msg = f"cannot open the feature log {self.path}: {exc}; move the file away to start a new log"
             raise StoreError(msg) from None
@@ -176,22 +183,26 @@ class SqliteLog:
         self.con.close()
 
     # -- entries ---------------------------------------------------------------------
-    def append(self, view: str, version: int, payload: bytes, rows: int) -> int:
+    def append(self, view: str, version: int, payload: bytes, rows: int, view_id: str = "") -> int:
         # One INSERT in autocommit mode is one transaction; with synchronous=FULL it
         # returns only after the WAL is on disk.
         cur = self.con.execute(
-            "INSERT INTO entries (view, version, rows, appended_us, format, payload) VALUES (?, ?, ?, ?, 'arrow-ipc', ?)",
-            (view, version, rows, now_us(), payload),
+            "INSERT INTO entries (view, version, rows, appended_us, format, payload, view_id) "
+            "VALUES (?, ?, ?, ?, 'arrow-ipc', ?, ?)",
+            (view, version, rows, now_us(), payload, view_id),
         )
         return int(cur.lastrowid or 0)
 
     def read_from(self, offset: int, limit: int | None = None) -> list[LogEntry]:
-        sql = "SELECT position, view, version, rows, appended_us, payload FROM entries WHERE position >= ? ORDER BY position"
+        sql = "SELECT position, view, version, rows, appended_us, payload, view_id FROM entries WHERE position >= ? ORDER BY position"
         params: tuple[int, ...] = (offset,)
         if limit is not None:
             sql += " LIMIT ?"
             params = (offset, limit)
-        return [LogEntry(int(p), v, int(ver), int(r), int(t), bytes(b)) for p, v, ver, r, t, b in self.con.execute(sql, params)]
+        return [
+            LogEntry(int(p), v, int(ver), int(r), int(t), bytes(b), view_id=str(i))
+            for p, v, ver, r, t, b, i in self.con.execute(sql, params)
+        ]
 
     def pending(self, after: int) -> list[tuple[int, str, int]]:
         """(offset, view, rows) of entries after ``after`` without their payloads."""

@@ -2,7 +2,7 @@
 
 Layout (``<ns>`` is the store's id)::
 
-    fsnb:<ns>:log            stream   entries with ids 0-<offset>: view, version, rows, at, payload
+    fsnb:<ns>:log            stream   entries with ids 0-<offset>: view, version, rows, at, payload, view_id
     fsnb:<ns>:log:seq        string   last offset handed out (INCR)
     fsnb:<ns>:log:meta       hash     log_id, settings, last:<view> (append time), committed:<consumer>
 
@@ -33,7 +33,7 @@ from fsnb.timeutil import now_us
 
 _APPEND = """
 local n = redis.call('INCR', KEYS[2])
-redis.call('XADD', KEYS[1], '0-' .. n, 'view', ARGV[1], 'version', ARGV[2], 'rows', ARGV[3], 'at', ARGV[4], 'payload', ARGV[5])
+redis.call('XADD', KEYS[1], '0-' .. n, 'view', ARGV[1], 'version', ARGV[2], 'rows', ARGV[3], 'at', ARGV[4], 'payload', ARGV[5], 'view_id', ARGV[6])
 redis.call('HSET', KEYS[3], 'last:' .. ARGV[1], ARGV[4])
 return n
 """
@@ -99,12 +99,12 @@ class RedisLog:
         self.client.close()
 
     # -- entries -------------------------------------------------------------------
-    def append(self, view: str, version: int, payload: bytes, rows: int) -> int:
+    def append(self, view: str, version: int, payload: bytes, rows: int, view_id: str = "") -> int:
         return int(
             self._call(
                 self._append,
                 keys=[self.stream, self.seq_key, self.meta_key],
-                args=[view, version, rows, now_us(), payload],
+                args=[view, version, rows, now_us(), payload, view_id],
             )
         )
 
@@ -117,6 +117,7 @@ class RedisLog:
             int(fields[b"rows"]),
             int(fields[b"at"]),
             bytes(fields[b"payload"]),
+            view_id=fields.get(b"view_id", b"").decode(),
         )
 
     def _range(self, offset: int, limit: int | None) -> list[LogEntry]:

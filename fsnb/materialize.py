@@ -5,6 +5,10 @@ since the last run (sequence watermark) or whose event time passed the last end,
 up to end. Both upsert with the never-older-over-newer rule, so the online store
 ends up holding each key's latest row with event time <= end. Each view is one
 SQLite transaction: a crash leaves it as it was before the call.
+
+Views are independent: one that fails (its transaction rolled back, its watermark
+unmoved) does not stop the others; after all have run, ``MaterializeFailed`` names
+each failed view with its reason (and carries what the others wrote).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from fsnb.definitions import FeatureView
-from fsnb.errors import InvalidData, InvalidDefinition
+from fsnb.errors import InvalidData, InvalidDefinition, StoreBusy, StoreError, one_line
 from fsnb.online import encode_sql, to_us
 from fsnb.pit import latest_per_entity_sql
 from fsnb.sqlnames import SEQ, q
@@ -23,6 +27,15 @@ if TYPE_CHECKING:
     from fsnb.store import FeatureStore
 
 _CHUNK = 50_000
+
+
+class MaterializeFailed(StoreError):
+    """Some views could not be materialized; the others were (see ``written``)."""
+
+    def __init__(self, message: str, written: dict[str, int], failed: dict[str, str]) -> None:
+        super().__init__(message)
+        self.written = written
+        self.failed = failed
 
 
 def materialize(
@@ -48,8 +61,20 @@ def materialize(
             msg = f"feature view '{offline_only[0]}' is offline-only; register it with online=True to materialize it"
             raise InvalidDefinition(msg)
     written: dict[str, int] = {}
+    failed: dict[str, str] = {}
     for view in targets:
-        written[view.name] = _materialize_view(store, view, start_dt, end_dt, incremental, progress)
+        try:
+            written[view.name] = _materialize_view(store, view, start_dt, end_dt, incremental, progress)
+        except StoreBusy:
+            raise  # the offline store is held: every other view would wait as long
+        except Exception as exc:  # reported below, after the other views
+            failed[view.name] = one_line(exc)
+    if failed:
+        store._readers.clear()
+        done = f"the other {len(written)} view(s) were materialized" if written else "no view was materialized"
+        reasons = "; ".join(f"'{name}': {reason}" for name, reason in failed.items())
+        msg = f"materialize could not write {len(failed)} view(s), left as they were ({reasons}); {done}"
+        raise MaterializeFailed(msg, written, failed)
     return written
 
 

@@ -344,6 +344,14 @@ class Registry:
             (key, json.dumps(value)),
         )
 
+    def setdefault(self, key: str, value: Any) -> Any:
+        """The key's value, storing value first if it has none (atomic across processes)."""
+        self._con.execute("INSERT OR IGNORE INTO kv VALUES (?, ?)", (key, json.dumps(value)))
+        return self.get(key)
+
+    def delete(self, key: str) -> None:
+        self._con.execute("DELETE FROM kv WHERE key = ?", (key,))
+
     def data_version(self) -> int:
         """Changes whenever any connection (this process or another) commits."""
         own = self._con.total_changes

@@ -37,7 +37,7 @@ from fsnb.pit import LABELS, ROW, T, ViewSelection, point_in_time_sql
 from fsnb.registry import Registry, ViewVersion
 from fsnb.sources import to_arrow
 from fsnb.timeutil import now_us
-from fsnb.validation import arrow_duck_types, check_batch
+from fsnb.validation import arrow_duck_types, check_batch, check_view
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -246,6 +246,7 @@ class FeatureStore:
                 merged = {f: stored.get(f) or t for f, t in candidate.feature_types.items()}
                 candidate = candidate.with_schema(candidate.entity_types or {}, merged)  # type: ignore[arg-type]
                 check_batch(con, candidate, table)  # the data fits the stored types too
+            check_view(candidate)  # what every store can hold
             if current is not None:
                 _check_compatible(current.view, candidate, has_data=lambda: self.offline.has_rows(con, view.name))
             changes = _diff(current.view, candidate) if current else []
@@ -277,6 +278,7 @@ class FeatureStore:
         return self._register_definition_unchecked(current, candidate)
 
     def _register_definition_unchecked(self, current: ViewVersion | None, candidate: FeatureView) -> Registration:
+        check_view(candidate)  # what every store can hold, with or without data
         changes = _diff(current.view, candidate) if current else []
         new_version = current is None or candidate.to_dict() != current.view.to_dict()
         if new_version:
@@ -304,9 +306,15 @@ class FeatureStore:
         return rows
 
     def delete_feature_view(self, name: str) -> None:
-        """Remove a view, all its versions, its offline history and online values."""
+        """Remove a view, all its versions, its offline history and online values.
+
+        Log entries still unapplied for it are dropped by the consumers: they belong to
+        this view's identity, and a view created later under the name has another."""
+        from fsnb.streaming import forget_view
+
         _view_name(name)
         self.registry.latest(name)
+        forget_view(self, name)
         self.offline.drop(name)
         self.online.drop(name)
         self.registry.delete_view(name)

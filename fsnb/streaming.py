@@ -13,6 +13,19 @@ harmless because:
   (``<log id>:<first>-<last>``); the offline table itself tells which entries it
   already holds, and ``OfflineStore.write`` refuses a repeated tag.
 
+Everything a consumer would refuse is refused by validation before the append
+(``fsnb.validation``). Should an entry still fail to apply (a store written by an
+older fsnb, a bug), it does not hold up the log: the consumer applies the entries
+one by one, and an entry that fails while the entries after it apply is *set aside*:
+recorded with its reason (``set_aside(store)``, the ``set_aside`` column of
+``store.freshness()``), announced with an ``EntrySetAside`` warning, and passed over.
+A failure that the entries after it share (the store itself unreachable) sets nothing
+aside: the consumer stops there and retries at the next push or ``sync()``.
+
+Each entry carries its view's identity (``view_id``: kept across versions, new after
+``delete_feature_view``); consumers drop entries of a deleted incarnation, so an old
+unapplied push never reaches a new view of the same name.
+
 Nothing here depends on the log backend beyond ``fsnb.log.FeatureLog``.
 """
 
@@ -23,6 +36,7 @@ import json
 import os
 import signal
 import threading
+import uuid
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -43,6 +57,7 @@ from fsnb.errors import (
     SchemaMismatch,
     StoreBusy,
     StoreError,
+    one_line,
 )
 from fsnb.log import (
     CONSUMERS,
@@ -75,6 +90,59 @@ _INTENT = "applying.offline"  # set while the offline consumer writes, cleared a
 
 class UncommittedLog(UserWarning):
     """The store's feature log holds entries a consumer has not applied yet."""
+
+
+class EntrySetAside(UserWarning):
+    """A log entry failed to apply to one store and was passed over (see set_aside())."""
+
+
+_SET_ASIDE = "set_aside"  # log setting: JSON list of the entries consumers passed over
+_ID_KEY = "view_id:"  # registry kv: the identity of each view (see view_id())
+_DELETED_KEY = "deleted_view_id:"  # registry kv: identities of deleted views, with their name
+
+
+def view_id(store: FeatureStore, name: str, *, create: bool = False) -> str | None:
+    """The view's identity: fixed at its first push, kept across versions, dropped by
+    delete_feature_view (so a view created later under the name gets a new one)."""
+    key = _ID_KEY + name
+    if create:
+        return str(store.registry.setdefault(key, uuid.uuid4().hex[:16]))
+    value = store.registry.get(key)
+    return None if value is None else str(value)
+
+
+def forget_view(store: FeatureStore, name: str) -> None:
+    """Called by delete_feature_view: entries still in the log for the view become orphans."""
+    identity = view_id(store, name)
+    if identity is not None:
+        store.registry.set(_DELETED_KEY + identity, name)
+        store.registry.delete(_ID_KEY + name)
+
+
+def _deleted(store: FeatureStore, identity: str) -> bool:
+    return store.registry.get(_DELETED_KEY + identity) is not None
+
+
+def set_aside(store: FeatureStore) -> list[dict[str, Any]]:
+    """The entries a consumer passed over: consumer, offset, view, rows, error."""
+    raw = log_of(store).get_setting(_SET_ASIDE)
+    try:
+        found = json.loads(raw) if raw else []
+    except ValueError:
+        return []
+    return [e for e in found if isinstance(e, dict)] if isinstance(found, list) else []
+
+
+def _record_set_aside(store: FeatureStore, consumer: str, entry: LogEntry, exc: BaseException) -> None:
+    reason = one_line(exc)
+    records = set_aside(store)
+    records.append({"consumer": consumer, "offset": entry.offset, "view": entry.view, "rows": entry.rows, "error": reason})
+    log_of(store).set_setting(_SET_ASIDE, json.dumps(records[-1000:]))
+    msg = (
+        f"fsnb: log entry {entry.offset} ('{entry.view}', {entry.rows} rows) could not be applied to the "
+        f"{consumer} store and was set aside ({reason}); the other entries were applied"
+    )
+    warnings.warn(msg, EntrySetAside, stacklevel=4)
 
 
 # -- per-store state ------------------------------------------------------------------
@@ -161,11 +229,12 @@ def push(store: FeatureStore, name: str, data: Any, *, namespace: Mapping[str, A
     batch = checked.table.select(columns)
     log = log_of(store)
     payload = encode_batch(batch)
-    offset = log.append(name, version, payload, batch.num_rows)
+    identity = view_id(store, name, create=True) or ""
+    offset = log.append(name, version, payload, batch.num_rows, identity)
     _crash_point("after_append")
     session = store.__dict__.get("_fsnb_producer")
     # The entry just appended need not be read back and decoded for the online consumer.
-    just_appended = LogEntry(offset, name, version, batch.num_rows, now_us(), payload, batch)
+    just_appended = LogEntry(offset, name, version, batch.num_rows, now_us(), payload, batch, identity)
     apply_pending(store, ONLINE, just_appended)
     compact_now = offset % _COMPACT_EVERY == 0
     if session is None:
@@ -235,14 +304,67 @@ def apply_pending(store: FeatureStore, consumer: str, just_appended: LogEntry | 
             just_appended = None
             if not entries:
                 break
-            apply_entries(store, consumer, entries)
-            log.commit(consumer, entries[-1].offset)
-            if consumer == OFFLINE:
-                log.set_setting(_INTENT, "")
-            applied += len(entries)
+            done, error = _apply_chunk(store, consumer, entries)
+            if done is not None:
+                log.commit(consumer, done)
+                if consumer == OFFLINE:
+                    log.set_setting(_INTENT, "")
+                applied += sum(1 for e in entries if e.offset <= done)
+            if error is not None:
+                raise error
             if len(entries) < _APPLY_CHUNK:
                 break
     return applied
+
+
+def _apply_chunk(
+    store: FeatureStore, consumer: str, entries: Sequence[LogEntry]
+) -> tuple[int | None, BaseException | None]:
+    """Apply entries; return the offset to commit (None: nothing) and the error to raise.
+
+    All at once first (the normal case, one transaction). If that fails, one by one:
+    an entry that fails while a later one applies is set aside (the failure is its
+    own); failures with no success after them are not (the store may be what fails),
+    so the consumer commits up to the last entry handled and reports the error.
+    """
+    try:
+        apply_entries(store, consumer, entries)
+        return entries[-1].offset, None
+    except StoreBusy as exc:
+        return None, exc
+    except Exception as exc:
+        if len(entries) == 1:
+            return None, _consumer_error(consumer, entries[0], exc)
+    done: int | None = None
+    failed: list[tuple[LogEntry, Exception]] = []
+    for entry in entries:
+        try:
+            apply_entries(store, consumer, [entry])
+        except StoreBusy as exc:
+            return done, exc
+        except Exception as exc:
+            failed.append((entry, exc))
+            continue
+        for bad, reason in failed:
+            _record_set_aside(store, consumer, bad, reason)
+        failed.clear()
+        done = entry.offset
+    if failed:
+        return done, _consumer_error(consumer, *failed[0])
+    return done, None
+
+
+def _consumer_error(consumer: str, entry: LogEntry, exc: Exception) -> Exception:
+    if isinstance(exc, StoreError):
+        return exc
+    msg = (
+        f"the {consumer} store could not apply log entry {entry.offset} ('{entry.view}'): {one_line(exc)}; "
+        "the entry is durable and is retried at the next push or store.sync() "
+        "(set aside if the entries after it apply)"
+    )
+    error = StoreError(msg)
+    error.__cause__ = exc
+    return error
 
 
 def apply_entries(store: FeatureStore, consumer: str, entries: Sequence[LogEntry]) -> None:
@@ -263,8 +385,16 @@ class _Views:
         self.store = store
         self._cache: dict[tuple[str, int], tuple[FeatureView, dict[str, str | None]] | None] = {}
 
-    def get(self, name: str, version: int) -> tuple[FeatureView, dict[str, str | None]] | None:
-        """(view to apply under, the type of each of its features, None where not known yet)."""
+        self._dead: dict[str, bool] = {}
+
+    def get(self, name: str, version: int, identity: str = "") -> tuple[FeatureView, dict[str, str | None]] | None:
+        """(view to apply under, the type of each of its features, None where not known yet);
+        None when the entry's view was deleted (identity: the entry's view_id)."""
+        if identity:
+            if identity not in self._dead:
+                self._dead[identity] = _deleted(self.store, identity)
+            if self._dead[identity]:
+                return None  # pushed to a view since deleted: a new view of the name is another view
         key = (name, version)
         if key not in self._cache:
             self._cache[key] = self._load(name, version)
@@ -294,7 +424,7 @@ def _apply_online(store: FeatureStore, entries: Sequence[LogEntry]) -> None:
     online.begin()
     try:
         for entry in entries:
-            found = views.get(entry.view, entry.version)
+            found = views.get(entry.view, entry.version, entry.view_id)
             if found is None or not found[0].online:
                 continue
             table = entry.table()
@@ -421,7 +551,7 @@ def _apply_offline(store: FeatureStore, entries: Sequence[LogEntry]) -> None:
             if not group:
                 return
             first, last = group[0][0].offset, group[-1][0].offset
-            found = views.get(group[0][0].view, group[0][0].version)
+            found = views.get(group[0][0].view, group[0][0].version, group[0][0].view_id)
             assert found is not None
             target = _typed(store, *found, group[0][1])
             tables = [_conform(t, target) for _, t in group]
@@ -434,7 +564,7 @@ def _apply_offline(store: FeatureStore, entries: Sequence[LogEntry]) -> None:
             _crash_point("mid_offline_apply")
 
         for entry in entries:
-            found = views.get(entry.view, entry.version)
+            found = views.get(entry.view, entry.version, entry.view_id)
             if found is None:
                 continue
             if check:
@@ -619,8 +749,12 @@ def _online_latest_us(store: FeatureStore, view: FeatureView) -> int | None:
 
 
 def freshness(store: FeatureStore) -> pl.DataFrame:
-    """Per view: newest event time offline and online, log end, each consumer's offset and lag."""
+    """Per view: newest event time offline and online, log end, each consumer's offset
+    and lag, and how many of its entries a consumer set aside (see set_aside())."""
     log = log_of(store)
+    passed_over: dict[str, int] = {}
+    for record in set_aside(store):
+        passed_over[str(record.get("view"))] = passed_over.get(str(record.get("view")), 0) + 1
     end = log.end_offset()
     committed = {c: log.committed(c) for c in CONSUMERS}
     lag_by_view: dict[str, dict[str, int]] = {}
@@ -650,6 +784,7 @@ def freshness(store: FeatureStore) -> pl.DataFrame:
                 "offline_offset": committed[OFFLINE],
                 "online_lag": lag[ONLINE] if view.online else None,
                 "offline_lag": lag[OFFLINE],
+                "set_aside": passed_over.get(view.name, 0),
             }
         )
     schema: dict[str, Any] = {
@@ -663,6 +798,7 @@ def freshness(store: FeatureStore) -> pl.DataFrame:
         "offline_offset": pl.Int64,
         "online_lag": pl.Int64,
         "offline_lag": pl.Int64,
+        "set_aside": pl.Int64,
     }
     return pl.DataFrame(records, schema=schema)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import duckdb
@@ -9,8 +11,25 @@ import pyarrow as pa
 
 from fsnb import types
 from fsnb.definitions import FeatureView
-from fsnb.errors import InvalidData, SchemaMismatch
-from fsnb.sqlnames import SYSTEM_COLUMNS, q
+from fsnb.errors import InvalidData, InvalidDefinition, SchemaMismatch
+from fsnb.sqlnames import q
+
+# What every consumer of a batch can hold, checked here once so that nothing is
+# written (and no log entry appended) that one of them would refuse later:
+# - fsnb's own columns start with "_fsnb"/"__fsnb" in the offline table, the online
+#   table and the SQL fsnb builds, so no user column may (SQLite and DuckDB compare
+#   names without case, so neither may "_FSNB_TS");
+# - SQLite and DuckDB take "X" and "x" for the same column;
+# - an online SQLite table holds at most 2,000 columns (SQLITE_MAX_COLUMN): the keys,
+#   the three system columns and the features (Redis: the upsert script passes two
+#   values per feature, well within Lua's limit at this size);
+# - SQLite integers are 64-bit, so an online feature or any key of an unsigned or
+#   128-bit integer type must fit in BIGINT.
+RESERVED = re.compile(r"^_+fsnb", re.IGNORECASE)
+MAX_COLUMNS = 2000
+ONLINE_SYSTEM_COLUMNS = 3  # event time, created time, sequence
+MAX_NAME_LENGTH = 255
+_WIDE_INTS = {"UBIGINT", "HUGEINT", "UHUGEINT"}
 
 
 @dataclass(frozen=True)
@@ -31,6 +50,41 @@ def arrow_duck_types(con: duckdb.DuckDBPyConnection, table: pa.Table) -> dict[st
     return {name: str(t) for name, t in zip(rel.columns, rel.types, strict=True)}
 
 
+def check_column_names(where: str, columns: Iterable[str], error: type[Exception] = SchemaMismatch) -> None:
+    """Names every store can hold: not empty, no control characters, not fsnb's own
+    (``_fsnb...``), no two equal but for case; ``where`` names their origin."""
+    seen: dict[str, str] = {}
+    for col in columns:
+        if not isinstance(col, str) or not col or any(ord(ch) < 32 for ch in col):
+            msg = f"{where} has a column named {col!r}; give every column a non-empty name without control characters"
+            raise error(msg)
+        if len(col) > MAX_NAME_LENGTH:
+            msg = f"{where} has a column name of {len(col)} characters ({col[:20]}...); use at most {MAX_NAME_LENGTH}"
+            raise error(msg)
+        if RESERVED.match(col):
+            msg = f"column '{col}' of {where} is reserved: names starting with '_fsnb' are fsnb's own; rename it"
+            raise error(msg)
+        other = seen.setdefault(col.lower(), col)
+        if other != col:
+            msg = f"{where} has columns '{other}' and '{col}', which the stores take for the same name; rename one"
+            raise error(msg)
+
+
+def check_view(view: FeatureView) -> None:
+    """What every store can hold of a definition: its names and, if online, its width."""
+    where = f"feature view '{view.name}'"
+    check_column_names(where, [*view.system_columns, *view.feature_names], InvalidDefinition)
+    if view.online:
+        width = len(view.entity_columns) + ONLINE_SYSTEM_COLUMNS + len(view.feature_names)
+        if width > MAX_COLUMNS:
+            most = MAX_COLUMNS - ONLINE_SYSTEM_COLUMNS - len(view.entity_columns)
+            msg = (
+                f"{where} has {len(view.feature_names)} features; an online view holds at most {most}; "
+                "split it into several views or register it with online=False"
+            )
+            raise InvalidDefinition(msg)
+
+
 def check_batch(con: duckdb.DuckDBPyConnection, view: FeatureView, table: pa.Table) -> CheckedBatch:
     """Validate table against view; raise a one-line error naming the fix."""
     name = view.name
@@ -38,10 +92,7 @@ def check_batch(con: duckdb.DuckDBPyConnection, view: FeatureView, table: pa.Tab
         msg = f"no rows to ingest into '{name}'; the data is empty"
         raise InvalidData(msg)
     columns = list(table.column_names)
-    clashes = [c for c in columns if c in SYSTEM_COLUMNS]
-    if clashes:
-        msg = f"column '{clashes[0]}' is reserved by fsnb; rename it"
-        raise SchemaMismatch(msg)
+    check_column_names(f"the data for '{name}'", columns)
     for col in view.entity_columns:
         if col not in columns:
             msg = f"missing entity column '{col}' for '{name}' (data has: {_show(columns)}); add it or change the view's entities"
@@ -106,8 +157,33 @@ def check_batch(con: duckdb.DuckDBPyConnection, view: FeatureView, table: pa.Tab
         else:
             feature_types[f] = registered
 
+    checked = view.with_schema(entity_types, feature_types)
+    try:
+        check_view(checked)
+    except InvalidDefinition as exc:
+        raise SchemaMismatch(str(exc)) from None
     _check_nulls(con, view, table)
-    return CheckedBatch(table, view.with_schema(entity_types, feature_types), duck)
+    wide = [c for c in view.entity_columns if duck[c].upper() in _WIDE_INTS]
+    if view.online:
+        wide += [f for f in features if duck[f].upper() in _WIDE_INTS and types.family(feature_types[f]) == "int"]
+    _check_bigint_range(con, view.name, table, wide)
+    return CheckedBatch(table, checked, duck)
+
+
+def _check_bigint_range(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table, columns: list[str]) -> None:
+    """Keys and online integers are stored as 64-bit integers: larger values are refused."""
+    if not columns:
+        return
+    rel = con.from_arrow(table.select(columns))
+    lo, hi = -(2**63), 2**63 - 1
+    cond = " OR ".join(f"{q(c)} < {lo} OR {q(c)} > {hi}" for c in columns)
+    (rows,) = rel.filter(cond).aggregate("count(*)").fetchall()[0]
+    if rows:
+        msg = (
+            f"{rows} row(s) of the data for '{name}' have a value in {_show(columns)} outside the 64-bit integer range "
+            "that keys and online features are stored in; cast the column to DOUBLE or VARCHAR"
+        )
+        raise InvalidData(msg)
 
 
 def _check_nulls(con: duckdb.DuckDBPyConnection, view: FeatureView, table: pa.Table) -> None:

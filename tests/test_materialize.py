@@ -75,7 +75,7 @@ def test_materialize_failure_leaves_online_unchanged(store, monkeypatch) -> None
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(store.online, "write_rows", failing)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(fsnb.FsnbError, match="'s': disk on fire"):
         store.materialize()
     monkeypatch.undo()
     assert calls["n"] == 1
