@@ -242,7 +242,6 @@ class FeatureStore:
                 _check_compatible(current.view, candidate, has_data=lambda: self.offline.has_rows(con, view.name))
                 return self._register_definition_unchecked(current, candidate)
         return self._register_definition_unchecked(current, candidate)
-        return self._register_definition_unchecked(current, candidate)
 
     def _register_definition_unchecked(self, current: ViewVersion | None, candidate: FeatureView) -> Registration:
         changes = _diff(current.view, candidate) if current else []
