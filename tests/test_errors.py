@@ -207,7 +207,8 @@ def test_a_message_quoting_user_text_stays_one_line(seeded) -> None:
     frame = GOOD.with_columns(pl.lit(1).alias("new\ncol"))
     with pytest.raises(fsnb.SchemaMismatch) as info:
         seeded.ingest("user_stats", frame)
-    assert "column(s) new col that" in _one_line(info.value)
+    # The name is quoted escaped (repr), so the message stays one line.
+    assert "'new\\ncol'" in _one_line(info.value)
 
 
 def test_a_directory_is_not_data(seeded, tmp_path) -> None:
