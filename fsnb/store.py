@@ -18,6 +18,7 @@ import pyarrow as pa
 from fsnb import types
 from fsnb.config import load_config
 from fsnb.definitions import FeatureView, parse_feature_refs
+from fsnb.entity import KeyPlan
 from fsnb.errors import (
     FsnbError,
     InvalidData,
@@ -109,6 +110,7 @@ class FeatureStore:
         self.online = self._open_online()
         self._readers: dict[tuple[str, ...], tuple[int, list[Reader], list[str], bool]] = {}
         self._registry_checked = float("-inf")
+        self._key_plans: dict[tuple[str, ...], KeyPlan] = {}
         self._registry_seen = 0
         if (self.path / "log.sqlite").exists() or self.config.log not in (None, "sqlite"):
             from fsnb.streaming import announce_uncommitted
@@ -411,9 +413,12 @@ class FeatureStore:
     def get_online_features(
         self, features: str | Sequence[str], entity_rows: Sequence[Mapping[str, Any]] | Mapping[str, Any]
     ) -> dict[str, list[Any]]:
-        """The latest value of each feature for each entity row (None if unknown or expired)."""
-        if isinstance(entity_rows, Mapping):
-            entity_rows = [entity_rows]
+        """The latest value of each feature for each entity row (None if unknown or expired).
+
+        entity_rows: rows ({key: value} each), one row, or {key: column} (a list, numpy
+        array, pandas/polars Series or Arrow array per key). Values are typed against
+        the view's key types; one that cannot have its key's type is a SchemaMismatch.
+        """
         cache_key = (features,) if isinstance(features, str) else tuple(features)
         data_version = self._registry_version()
         cached = self._readers.get(cache_key)
@@ -425,16 +430,12 @@ class FeatureStore:
             cached = (data_version, readers, columns, all(r.exists for r in readers))
             self._readers[cache_key] = cached
         _, readers, entity_columns, _ = cached
-        out: dict[str, list[Any]] = {}
-        try:
-            for k in entity_columns:
-                out[k] = [row[k] for row in entity_rows]
-        except KeyError as exc:
-            msg = f"entity row lacks key '{exc.args[0]}'; give every row {entity_columns}"
-            raise InvalidData(msg) from None
+        plan = self._key_plans.get(cache_key)
+        if plan is None or plan.readers is not readers:
+            plan = self._key_plans[cache_key] = KeyPlan(readers, entity_columns)
+        out, reader_keys = plan.keys(entity_rows)
         now = now_us()
-        for reader in readers:
-            keys = [out[k] for k in reader.view.entity_columns]
+        for reader, keys in zip(readers, reader_keys, strict=True):
             try:
                 rows = reader.read(keys, now)
             except self.online.stale_errors:

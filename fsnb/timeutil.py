@@ -40,3 +40,8 @@ def now() -> datetime:
 def now_us() -> int:
     """The current time as integer microseconds since the epoch (how the stores keep time)."""
     return time.time_ns() // 1000
+
+
+def is_ns(duck_type: str) -> bool:
+    """Does a DuckDB time type keep nanoseconds?"""
+    return duck_type.upper() in ("TIMESTAMP_NS", "TIMESTAMPTZ_NS")
