@@ -231,7 +231,7 @@ class KeyPlan:
             self.single = kinds[0]
 
     def keys(self, entity_rows: Any) -> tuple[dict[str, list[Any]], list[list[list[Any]]]]:
-        kind = self.single
+        kind: Any = self.single
         if kind is not None:
             # One key column of ints or strings, one row of a plain Python value.
             row = entity_rows[0] if type(entity_rows) is list and len(entity_rows) == 1 else entity_rows
