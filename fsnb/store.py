@@ -32,6 +32,7 @@ from fsnb.online import OnlineStore, ViewReader
 from fsnb.pit import LABELS, ROW, T, ViewSelection, point_in_time_sql
 from fsnb.registry import Registry, ViewVersion
 from fsnb.sources import to_arrow
+from fsnb.sqlnames import offline_table
 from fsnb.timeutil import now_us
 from fsnb.validation import arrow_duck_types, check_batch
 
@@ -214,6 +215,7 @@ class FeatureStore:
             assert current is not None
             version = current.version
         rows = 0
+        before = self._offline_rows(view.name) if replace and batch is not None else 0
         try:
             if batch is not None:
                 batch = dataclasses.replace(batch, view=candidate)
@@ -222,9 +224,13 @@ class FeatureStore:
             if new_version:
                 self.registry.delete_version(view.name, version)
             raise
-        if replace and batch is not None:
-            self.online.drop(view.name)
         stats = self._refresh_stats(candidate) if batch is not None or new_version else self.registry.stats(view.name)
+        if replace and batch is not None and before + rows > int(stats.get("rows") or 0):
+            # Rows were removed offline: an online value may come from one of them. The
+            # view's online values go (with the watermark, so the next materialize,
+            # incremental or not, copies the remaining history). Re-running an unchanged
+            # definition, or one that only adds rows, leaves them as they are.
+            self.online.drop(view.name)
         self._readers.clear()
         return Registration(candidate, version, new_version, rows, changes, stats)
 
@@ -270,6 +276,12 @@ class FeatureStore:
     def stats(self, name: str) -> dict[str, Any]:
         self.registry.latest(name)
         return self.registry.stats(name)
+
+    def _offline_rows(self, name: str) -> int:
+        with self.offline.connect() as con:
+            if not self.offline.table_exists(con, name):
+                return 0
+            return int(con.execute(f"SELECT count(*) FROM {offline_table(name)}").fetchall()[0][0])
 
     def _refresh_stats(self, view: FeatureView) -> dict[str, Any]:
         stats = self.offline.stats(view)

@@ -153,3 +153,21 @@ def test_nan_stays_nan_online_after_push(online_store) -> None:
         }),
     )
     assert math.isnan(online_store.get_online_features(["v:x"], {"k": 4})["x"][0])
+
+
+# -- re-running an unchanged definition changes nothing -----------------------------------------
+def test_replace_with_unchanged_rows_keeps_online_values_and_removed_rows_are_not_served(online_store) -> None:
+    s = online_store
+    view = fsnb.FeatureView("v", entities=["k"], features=["x"])
+    rows = pl.DataFrame({"k": [1, 1, 2], "event_timestamp": [T0, T0 + timedelta(days=1), T0], "x": [1.0, 2.0, 5.0]})
+    s.register(view, rows, replace=True)
+    s.materialize()
+    s.register(view, rows, replace=True)  # what the %%feature_view magic runs on a re-run
+    assert s.get_online_features(["v:x"], {"k": [1, 2]})["x"] == [2.0, 5.0]
+    more = pl.concat([rows, pl.DataFrame({"k": [3], "event_timestamp": [T0], "x": [7.0]})])
+    s.register(view, more, replace=True)  # adds rows only: what is served is still true
+    assert s.get_online_features(["v:x"], {"k": [1, 2, 3]})["x"] == [2.0, 5.0, None]
+    s.register(view, more.filter(pl.col("x") != 2.0), replace=True)  # removes the row served for k=1
+    assert s.get_online_features(["v:x"], {"k": [1, 2]})["x"] == [None, None]
+    s.materialize_incremental()
+    assert s.get_online_features(["v:x"], {"k": [1, 2, 3]})["x"] == [1.0, 5.0, 7.0]
