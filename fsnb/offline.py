@@ -28,6 +28,7 @@ from fsnb.sqlnames import ENTRY, INGESTED_AT, SEQ, offline_table, q, qlist
 from fsnb.validation import CheckedBatch
 
 _META = "_fsnb_offline_meta"
+EVENT_TIME_TYPE = "TIMESTAMPTZ_NS"
 # DuckDB 2 refuses new work on a connection with an unfinished result, so every
 # query here is read with fetchall(), never fetchone().
 
@@ -111,9 +112,10 @@ class OfflineStore:
         """Create the view's table, or add columns that a new version introduced."""
         entity_types = view.entity_types or {}
         wanted: dict[str, str] = {c: entity_types[c] for c in view.entity_columns}
-        wanted[view.timestamp_field] = "TIMESTAMPTZ"
+        # Event and created times keep nanoseconds, so they compare exactly (DESIGN section 2).
+        wanted[view.timestamp_field] = EVENT_TIME_TYPE
         if view.created_timestamp_field:
-            wanted[view.created_timestamp_field] = "TIMESTAMPTZ"
+            wanted[view.created_timestamp_field] = EVENT_TIME_TYPE
         for f, t in view.feature_types.items():
             wanted[f] = t or "VARCHAR"
         table = offline_table(view.name)
@@ -131,6 +133,8 @@ class OfflineStore:
         for c, t in wanted.items():
             if c not in existing:
                 con.execute(f"ALTER TABLE {table} ADD COLUMN {q(c)} {t}")
+            elif t == EVENT_TIME_TYPE and existing[c] != t:
+                _upgrade_time_column(con, view.name, c)
         con.execute(f"INSERT OR IGNORE INTO {_META} VALUES (?, 0, false)", [view.name])
         self._known_columns[view.name] = set(existing) | set(wanted)
 
@@ -270,9 +274,22 @@ class OfflineStore:
         }
 
 
+def _upgrade_time_column(con: duckdb.DuckDBPyConnection, name: str, column: str) -> None:
+    """A store written before times kept nanoseconds: widen the column (once, in the
+    caller's transaction), so nanosecond data is stored exactly."""
+    try:
+        con.execute(f"ALTER TABLE {offline_table(name)} ALTER COLUMN {q(column)} TYPE {EVENT_TIME_TYPE}")
+    except duckdb.Error:
+        msg = (
+            f"view '{name}' holds '{column}' values outside 1677-09-22..2262-04-11, which nanosecond times "
+            f"cannot hold; delete those rows (or the view) before ingesting more"
+        )
+        raise StoreError(msg) from None
+
+
 def _target_type(view: FeatureView, column: str) -> str:
     if column in (view.timestamp_field, view.created_timestamp_field):
-        return "TIMESTAMPTZ"
+        return EVENT_TIME_TYPE
     if column in view.entity_columns:
         return (view.entity_types or {})[column]
     return view.feature_types.get(column) or "VARCHAR"

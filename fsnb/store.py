@@ -33,7 +33,7 @@ from fsnb.pit import LABELS, ROW, T, ViewSelection, point_in_time_sql
 from fsnb.registry import Registry, ViewVersion
 from fsnb.sources import to_arrow
 from fsnb.sqlnames import offline_table
-from fsnb.timeutil import now_us
+from fsnb.timeutil import NS_RANGE, now_us, outside_ns_range
 from fsnb.validation import arrow_duck_types, check_batch
 
 if TYPE_CHECKING:
@@ -372,6 +372,10 @@ class FeatureStore:
                     "convert it (e.g. pl.col(...).str.to_datetime()) or pass timestamp_field=<your time column>"
                 )
                 raise InvalidData(msg)
+            bad = outside_ns_range(arrow.column(T))
+            if bad is not None:
+                msg = f"label column '{timestamp_field}' has {bad}, outside {NS_RANGE} (times compare at nanoseconds); drop or fix that row"
+                raise InvalidData(msg)
             key_types: dict[str, str] = {}
             for sel in selection.selections:
                 sel.has_table = self.offline.table_exists(con, sel.view.name)
@@ -627,7 +631,10 @@ def _labels_frame(entity_df: Any) -> pl.DataFrame:
         return entity_df
     if isinstance(entity_df, pl.LazyFrame):
         return entity_df.collect()
-    return _to_polars(to_arrow(entity_df))
+    # Not _to_polars: label columns pass through unchanged, time zone included.
+    frame = pl.from_arrow(to_arrow(entity_df))
+    assert isinstance(frame, pl.DataFrame)
+    return frame
 
 
 def _check_label_columns(labels: pl.DataFrame, keys: list[str], timestamp_field: str) -> None:

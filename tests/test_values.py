@@ -171,3 +171,98 @@ def test_replace_with_unchanged_rows_keeps_online_values_and_removed_rows_are_no
     assert s.get_online_features(["v:x"], {"k": [1, 2]})["x"] == [None, None]
     s.materialize_incremental()
     assert s.get_online_features(["v:x"], {"k": [1, 2, 3]})["x"] == [1.0, 5.0, 7.0]
+
+
+# -- times of every unit, naive or aware, compared exactly -----------------------------------------
+NOON_NS = 1_704_110_400_000_000_000  # 2024-01-01 12:00:00 UTC
+
+
+def _ns(values, tz="UTC") -> pa.Array:
+    return pa.array(values, pa.timestamp("ns", tz))
+
+
+def test_aware_nanosecond_features_labels_and_files_are_accepted_and_exact(store, tmp_path) -> None:
+    import pyarrow.parquet as pq
+
+    features = pa.table({"k": [1, 1], "event_timestamp": _ns([NOON_NS + 500, NOON_NS + 900]), "x": [1.0, 2.0]})
+    path = tmp_path / "spark.parquet"
+    pq.write_table(features, path)
+    store.register(fsnb.FeatureView("v", entities=["k"]), str(path))
+    labels = pd.DataFrame({"k": [1, 1, 1, 1], "event_timestamp": pd.to_datetime(
+        [NOON_NS + 499, NOON_NS + 500, NOON_NS + 899, NOON_NS + 900], utc=True)})
+    assert str(labels["event_timestamp"].dtype) == "datetime64[ns, UTC]"
+    got = store.get_historical_features(labels, ["v:x"])
+    assert got["x"].to_list() == [None, 1.0, 1.0, 2.0]  # a feature 400 ns after the label is not joined
+    assert got.schema["event_timestamp"] == pl.Datetime("ns", "UTC")  # the label column as given
+    assert got["event_timestamp"].cast(pl.Int64).to_list() == [NOON_NS + 499, NOON_NS + 500, NOON_NS + 899, NOON_NS + 900]
+    stored = store.read("v")["event_timestamp"].cast(pl.Int64).to_list()
+    assert stored == [NOON_NS + 500, NOON_NS + 900]
+    report = store.explain_leakage(labels, ["v:x"])
+    assert report.rows["x__horizon"].cast(pl.Int64).to_list() == [401, 400, 1, None]
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+@pytest.mark.parametrize("tz", [None, "UTC", "Asia/Kolkata"])
+def test_every_unit_naive_or_aware_compares_exactly(store, unit, tz) -> None:
+    step = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}[unit]
+    t = NOON_NS // step
+    features = pa.table({"k": [1, 1], "event_timestamp": pa.array([t, t + 2], pa.timestamp(unit, tz)), "x": [1, 2]})
+    store.register(fsnb.FeatureView("v", entities=["k"]), features)
+    labels = pa.table({"k": [1, 1, 1], "event_timestamp": pa.array([t - 1, t + 1, t + 2], pa.timestamp(unit, tz))})
+    got = store.get_historical_features(labels, ["v:x"])
+    assert got["x"].to_list() == [None, 1, 2]
+    # The label column as given (polars, which fsnb returns, has no seconds unit: s becomes ms).
+    assert got["event_timestamp"].to_arrow().type == pa.timestamp("ms" if unit == "s" else unit, tz)
+
+
+def test_a_pandas_nanosecond_frame_is_stored_exactly(store) -> None:
+    frame = pd.DataFrame({"k": [1], "event_timestamp": pd.to_datetime([NOON_NS + 7], utc=True), "x": [1.0]})
+    store.register(fsnb.FeatureView("v", entities=["k"]), frame)
+    assert store.read("v")["event_timestamp"].cast(pl.Int64).to_list() == [NOON_NS + 7]
+
+
+def test_times_outside_the_nanosecond_range_are_refused_in_one_line(store) -> None:
+    far = pl.DataFrame({"k": [1], "event_timestamp": [datetime(9999, 12, 31)], "x": [1]})
+    with pytest.raises(InvalidData, match=r"9999-12-31.*outside") as info:
+        store.register(fsnb.FeatureView("v", entities=["k"]), far)
+    assert "\n" not in str(info.value)
+    store.register(fsnb.FeatureView("v", entities=["k"]), far.with_columns(event_timestamp=pl.lit(T0)))
+    with pytest.raises(InvalidData, match="label column 'event_timestamp' has 2300-01-01"):
+        store.get_historical_features(pl.DataFrame({"k": [1], "event_timestamp": [datetime(2300, 1, 1)]}), ["v:x"])
+
+
+def test_incremental_materialize_does_not_lose_a_row_just_after_the_last_end(store) -> None:
+    end = datetime(2024, 1, 1, 12, tzinfo=timezone.utc)
+    features = pa.table({"k": [1, 1], "event_timestamp": _ns([NOON_NS, NOON_NS + 400], None), "x": [1, 2]})
+    store.register(fsnb.FeatureView("v", entities=["k"]), features)
+    store.materialize(end=end)
+    assert store.get_online_features(["v:x"], {"k": 1})["x"] == [1]  # the row 400 ns after end is not in yet
+    store.materialize_incremental(end=end + timedelta(microseconds=1))
+    assert store.get_online_features(["v:x"], {"k": 1})["x"] == [2]
+
+
+def test_a_store_written_with_microsecond_columns_keeps_working_exactly(tmp_path) -> None:
+    import duckdb
+
+    path = tmp_path / "old"
+    with fsnb.FeatureStore(path) as s:
+        s.register(fsnb.FeatureView("v", entities=["k"]), pl.DataFrame({"k": [1], "event_timestamp": [T0], "x": [1]}))
+    con = duckdb.connect(str(path / "offline.duckdb"))  # as fsnb stored event times before
+    con.execute('ALTER TABLE "fv__v" ALTER COLUMN "event_timestamp" TYPE TIMESTAMPTZ')
+    con.close()
+    with fsnb.FeatureStore(path) as s:
+        t0 = int(T0.replace(tzinfo=timezone.utc).timestamp()) * 10**9
+        labels = pa.table({"k": [1, 1], "event_timestamp": _ns([t0 - 1, t0])})
+        assert s.get_historical_features(labels, ["v:x"])["x"].to_list() == [None, 1]
+        s.ingest("v", pa.table({"k": [1], "event_timestamp": _ns([t0 + 300]), "x": [2]}))
+        labels = pa.table({"k": [1, 1], "event_timestamp": _ns([t0 + 299, t0 + 300])})
+        assert s.get_historical_features(labels, ["v:x"])["x"].to_list() == [1, 2]
+        assert s.read("v")["event_timestamp"].cast(pl.Int64).to_list() == [t0, t0 + 300]
+
+
+def test_pushed_nanosecond_times_stay_exact_offline_and_online(store) -> None:
+    store.register(fsnb.FeatureView("v", entities=["k"], sync="stream"))
+    store.push("v", pa.table({"k": [1, 1], "event_timestamp": _ns([NOON_NS + 1, NOON_NS + 2]), "x": [1, 2]}))
+    assert store.read("v")["event_timestamp"].cast(pl.Int64).to_list() == [NOON_NS + 1, NOON_NS + 2]
+    assert store.get_online_features(["v:x"], {"k": 1})["x"] == [2]
+    assert store.check_skew("v").ok
