@@ -243,11 +243,12 @@ class OfflineStore:
             if system:
                 cols += [INGESTED_AT, SEQ]
             where, params = [], []
+            # start/end: integer nanoseconds since the epoch (UTC), compared exactly.
             if start is not None:
-                where.append(f"{q(view.timestamp_field)} >= ?")
+                where.append(f"{q(view.timestamp_field)} >= CAST(make_timestamp_ns(?) AS TIMESTAMPTZ_NS)")
                 params.append(start)
             if end is not None:
-                where.append(f"{q(view.timestamp_field)} <= ?")
+                where.append(f"{q(view.timestamp_field)} <= CAST(make_timestamp_ns(?) AS TIMESTAMPTZ_NS)")
                 params.append(end)
             sql = f"SELECT {qlist(cols)} FROM {offline_table(view.name)}"
             if where:

@@ -350,7 +350,10 @@ def reader_basics(store: Any, view: FeatureView, features: list[str], output_nam
         "features": features,
         "output_names": output_names,
         "decoders": [decoder(feature_types.get(f) or "VARCHAR") for f in features],
-        "ttl_us": None if ttl is None else int(ttl.total_seconds() * 1_000_000),  # type: ignore[union-attr]
+        # Exact integer microseconds (a float of seconds rounds long TTLs). Stored event
+        # times are whole microseconds rounded down, so "ts >= now - ttl" with now in whole
+        # microseconds is exactly the offline rule.
+        "ttl_us": None if ttl is None else ttl // timedelta(microseconds=1),
         "exists": bool(stored) and all(f in stored for f in features),
     }
 

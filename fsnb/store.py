@@ -263,13 +263,13 @@ class FeatureStore:
 
     def read(self, name: str, start: Any = None, end: Any = None) -> pl.DataFrame:
         """A view's offline history (optionally between two event times), oldest first."""
-        from fsnb.timeutil import utc
+        from fsnb.timeutil import utc_ns
 
         view = self.registry.latest(name).view
         table = self.offline.read(
             view,
-            utc(start, "start") if start is not None else None,
-            utc(end, "end") if end is not None else None,
+            utc_ns(start, "start") if start is not None else None,
+            utc_ns(end, "end") if end is not None else None,
         )
         return _to_polars(table)
 

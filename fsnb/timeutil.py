@@ -33,6 +33,24 @@ def utc(value: Any, what: str = "time") -> datetime:
     return value.astimezone(timezone.utc)
 
 
+def utc_ns(value: Any, what: str = "time") -> int:
+    """Like utc(), as integer nanoseconds since the epoch, keeping a pandas or numpy
+    timestamp's nanoseconds."""
+    import numpy as np
+
+    if isinstance(value, np.datetime64):
+        if np.isnat(value):
+            msg = f"{what} is missing"
+            raise InvalidData(msg)
+        return int(value.astype("datetime64[ns]").astype(np.int64))
+    nanos = 0
+    if type(value).__name__ == "Timestamp" and hasattr(value, "nanosecond"):
+        nanos = int(value.nanosecond)
+    aware = utc(value.replace(nanosecond=0) if nanos else value, what)
+    delta = aware - _EPOCH
+    return (delta // timedelta(microseconds=1)) * 1000 + nanos
+
+
 def now() -> datetime:
     return datetime.now(timezone.utc)
 

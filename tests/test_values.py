@@ -266,3 +266,24 @@ def test_pushed_nanosecond_times_stay_exact_offline_and_online(store) -> None:
     assert store.read("v")["event_timestamp"].cast(pl.Int64).to_list() == [NOON_NS + 1, NOON_NS + 2]
     assert store.get_online_features(["v:x"], {"k": 1})["x"] == [2]
     assert store.check_skew("v").ok
+
+
+def test_online_ttl_is_exact_for_sub_microsecond_event_times(store, monkeypatch) -> None:
+    import fsnb.store as store_module
+
+    start = NOON_NS // 1000  # whole microseconds
+    features = pa.table({"k": [1], "event_timestamp": _ns([NOON_NS + 600], None), "x": [1]})
+    store.register(fsnb.FeatureView("v", entities=["k"], ttl=timedelta(seconds=1)), features)
+    store.materialize()
+    monkeypatch.setattr(store_module, "now_us", lambda: start + 1_000_000)  # event >= now - ttl
+    assert store.get_online_features(["v:x"], {"k": 1})["x"] == [1]
+    monkeypatch.setattr(store_module, "now_us", lambda: start + 1_000_001)  # now - ttl is 400 ns after it
+    assert store.get_online_features(["v:x"], {"k": 1})["x"] == [None]
+
+
+def test_read_between_nanosecond_bounds_is_exact(store) -> None:
+    features = pa.table({"k": [1, 1, 1], "event_timestamp": _ns([NOON_NS + 1, NOON_NS + 2, NOON_NS + 3]), "x": [1, 2, 3]})
+    store.register(fsnb.FeatureView("v", entities=["k"]), features)
+    got = store.read("v", start=pd.Timestamp(NOON_NS + 2, tz="UTC"), end=np.datetime64(NOON_NS + 2, "ns"))
+    assert got["x"].to_list() == [2]
+    assert store.read("v", start=datetime(2024, 1, 1, 12))["x"].to_list() == [1, 2, 3]
