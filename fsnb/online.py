@@ -353,7 +353,7 @@ def reader_basics(store: Any, view: FeatureView, features: list[str], output_nam
         # Exact integer microseconds (a float of seconds rounds long TTLs). Stored event
         # times are whole microseconds rounded down, so "ts >= now - ttl" with now in whole
         # microseconds is exactly the offline rule.
-        "ttl_us": None if ttl is None else ttl // timedelta(microseconds=1),
+        "ttl_us": None if ttl is None else ttl // timedelta(microseconds=1),  # type: ignore[operator]
         "exists": bool(stored) and all(f in stored for f in features),
     }
 
