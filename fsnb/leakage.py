@@ -109,7 +109,7 @@ class LeakageReport:
         key = self.rows.row(row, named=True)
         with self.store.offline.connect() as con:
             if not self.store.offline.table_exists(con, view.name):
-                return pl.DataFrame(schema={"event_time": pl.Datetime("us", "UTC"), "value": pl.Float64})
+                return pl.DataFrame(schema={"event_time": pl.Datetime("ns", "UTC"), "value": pl.Float64})
             where = " AND ".join(f"{q(k)} = ?" for k in view.entity_columns)
             created = (
                 f", {q(view.created_timestamp_field)} AS created_time" if view.created_timestamp_field else ""
