@@ -109,7 +109,7 @@ class LeakageReport:
         key = self.rows.row(row, named=True)
         with self.store.offline.connect() as con:
             if not self.store.offline.table_exists(con, view.name):
-                return pl.DataFrame(schema={"event_time": pl.Datetime("us", "UTC"), "value": pl.Float64})
+                return pl.DataFrame(schema={"event_time": pl.Datetime("ns", "UTC"), "value": pl.Float64})
             where = " AND ".join(f"{q(k)} = ?" for k in view.entity_columns)
             created = (
                 f", {q(view.created_timestamp_field)} AS created_time" if view.created_timestamp_field else ""
@@ -119,7 +119,7 @@ class LeakageReport:
                 f"SELECT event_time, value{', created_time' if created else ''} FROM ("
                 f"SELECT {q(view.timestamp_field)} AS event_time, {q(explained.feature)} AS value{created} "
                 f"FROM {offline_table(view.name)} WHERE {where} "
-                f"ORDER BY abs(epoch_us({q(view.timestamp_field)}) - epoch_us(CAST(? AS TIMESTAMPTZ))) LIMIT {int(limit)}"
+                f"ORDER BY abs(epoch_ns(CAST({q(view.timestamp_field)} AS TIMESTAMPTZ_NS)) - epoch_ns(CAST(? AS TIMESTAMPTZ_NS))) LIMIT {int(limit)}"
                 f") ORDER BY event_time"
             )
             params = [key[k] for k in view.entity_columns] + [label_time]
@@ -293,10 +293,11 @@ def explain_leakage(
             con.unregister(_RESULT)
     columns = [c for f in explained for c in _row_columns(f.name)]
     rows = _to_polars(compared.select(columns))
-    rows = labels.hstack(rows.with_columns(pl.col(f.name + HORIZON).cast(pl.Duration("us")) for f in explained))
+    # Horizons are exact nanoseconds (times compare exactly, DESIGN section 2).
+    rows = labels.hstack(rows.with_columns(pl.col(f.name + HORIZON).cast(pl.Duration("ns")) for f in explained))
     summary = summary.with_columns(
-        pl.col("median_horizon").cast(pl.Int64).cast(pl.Duration("us")),
-        pl.col("max_horizon").cast(pl.Duration("us")),
+        pl.col("median_horizon").cast(pl.Int64).cast(pl.Duration("ns")),
+        pl.col("max_horizon").cast(pl.Duration("ns")),
     )
     return LeakageReport(
         store,
@@ -365,7 +366,7 @@ def _comparison_sql(
     label order), so the wide result is never sorted.
     """
     casts = [f"CAST({q(k)} AS {t}) AS {q(k)}" for k, t in key_types.items() if k in keys]
-    casts.append(f"CAST({T} AS TIMESTAMPTZ) AS {T}")
+    casts.append(f"CAST({T} AS TIMESTAMPTZ_NS) AS {T}")
     p = f"p AS (SELECT * REPLACE ({', '.join(casts)}) FROM {_INPUT})"
     ctes, joins, naive_cols = [p], [], []
     stored = {sel.view.name for sel in selections if store.offline.table_exists(con, sel.view.name)}
@@ -390,7 +391,7 @@ def _comparison_sql(
         if view.name in stored:
             naive, naive_ts = f"x.{q(f'__fsnb_nv_{i}_{f.feature}')}", f"x.{q(f'__fsnb_nts_{i}')}"
         else:
-            naive, naive_ts = f"CAST(NULL AS {view.feature_types.get(f.feature) or 'VARCHAR'})", "CAST(NULL AS TIMESTAMPTZ)"
+            naive, naive_ts = f"CAST(NULL AS {view.feature_types.get(f.feature) or 'VARCHAR'})", "CAST(NULL AS TIMESTAMPTZ_NS)"
         leaked = f"coalesce({naive_ts} > p.{T}, false)"
         if view.created_timestamp_field:
             late = f"coalesce(p.{q(_CREATED.format(i))} > p.{T}, false)"
@@ -402,7 +403,7 @@ def _comparison_sql(
             f"{leaked} AS {q(f.name + LEAKED)}",
             f"{pit_ts} AS {q(f.name + PIT_TIME)}",
             f"{naive_ts} AS {q(f.name + NAIVE_TIME)}",
-            f"CASE WHEN {leaked} THEN epoch_us({naive_ts}) - epoch_us(p.{T}) END AS {q(f.name + HORIZON)}",
+            f"CASE WHEN {leaked} THEN epoch_ns(CAST({naive_ts} AS TIMESTAMPTZ_NS)) - epoch_ns(p.{T}) END AS {q(f.name + HORIZON)}",
             f"{late} AS {q(f.name + LATE)}",
         ]
     compare_sql = f"WITH {p} SELECT {', '.join(outputs)} FROM p POSITIONAL JOIN {_NAIVE} x"

@@ -14,19 +14,21 @@ each failed view with its reason (and carries what the others wrote).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from fsnb.definitions import FeatureView
 from fsnb.errors import InvalidData, InvalidDefinition, StoreBusy, StoreError, one_line
-from fsnb.online import encode_sql, to_us
+from fsnb.online import encode_key_sql, encode_sql, epoch_us_sql, may_hold_nan, to_us
 from fsnb.pit import latest_per_entity_sql
-from fsnb.sqlnames import SEQ, q
+from fsnb.sqlnames import SEQ, offline_table, q
 from fsnb.timeutil import now, utc
 
 if TYPE_CHECKING:
     from fsnb.store import FeatureStore
 
 _CHUNK = 50_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 class MaterializeFailed(StoreError):
@@ -93,21 +95,10 @@ def _materialize_view(
         conditions.append(f"{ts} >= ?")
         params.append(start)
     if incremental and wm_end is not None and wm_seq is not None:
-        conditions.append(f"({q(SEQ)} >= ? OR epoch_us({ts}) > ?)")
-        params.extend([wm_seq, wm_end])
-    created = (
-        f"coalesce(epoch_us({q(view.created_timestamp_field)}), 0)" if view.created_timestamp_field else "0"
-    )
+        # Exactly "after the last end": a row 400 ns after it was not copied last time.
+        conditions.append(f"({q(SEQ)} >= ? OR {ts} > ?)")
+        params.extend([wm_seq, _EPOCH + timedelta(microseconds=wm_end)])
     feature_types = view.feature_types
-    select = ", ".join(
-        [
-            *(q(k) for k in view.entity_columns),
-            f"epoch_us({ts})",
-            created,
-            q(SEQ),
-            *(encode_sql(f, feature_types.get(f) or "VARCHAR") for f in view.feature_names),
-        ]
-    )
     inner = latest_per_entity_sql(
         view,
         [*view.feature_names, *([view.created_timestamp_field] if view.created_timestamp_field else []), SEQ],
@@ -116,6 +107,22 @@ def _materialize_view(
     with store.offline.connect() as con:
         if not store.offline.table_exists(con, view.name):
             return 0
+        stored = store.offline.table_columns(con, view.name)
+        nan = _features_with_nan(con, view, stored)
+        created = (
+            f"coalesce({epoch_us_sql(q(view.created_timestamp_field), stored[view.created_timestamp_field])}, 0)"
+            if view.created_timestamp_field
+            else "0"
+        )
+        select = ", ".join(
+            [
+                *(encode_key_sql(k, (view.entity_types or {}).get(k)) for k in view.entity_columns),
+                epoch_us_sql(ts, stored[view.timestamp_field]),
+                created,
+                q(SEQ),
+                *(encode_sql(f, feature_types.get(f) or "VARCHAR", nan=f in nan) for f in view.feature_names),
+            ]
+        )
         next_seq, _ = store.offline.meta(con, view.name)
         cursor = con.execute(f"SELECT {select} FROM ({inner})", params)
         online.ensure_table(view)
@@ -143,6 +150,17 @@ def _materialize_view(
             if bar is not None:
                 bar.close()
     return total
+
+
+def _features_with_nan(con: Any, view: FeatureView, stored: dict[str, str]) -> set[str]:
+    """The float features whose offline history holds a NaN (one scan of those columns)."""
+    floats = [f for f in view.feature_names if f in stored and may_hold_nan(stored[f])]
+    if not floats:
+        return set()
+    found = con.execute(
+        f"SELECT {', '.join(f'bool_or(isnan({q(f)}))' for f in floats)} FROM {offline_table(view.name)}"
+    ).fetchall()[0]
+    return {f for f, has in zip(floats, found, strict=True) if has}
 
 
 def _progress_bar(name: str, progress: bool | None) -> Any:

@@ -43,6 +43,7 @@ _META_COLUMNS = {
     "max_ts": "TIMESTAMPTZ",
     "last_ingested": "TIMESTAMPTZ",
 }
+EVENT_TIME_TYPE = "TIMESTAMPTZ_NS"
 # DuckDB 2 refuses new work on a connection with an unfinished result, so every
 # query here is read with fetchall(), never fetchone().
 
@@ -147,9 +148,10 @@ class OfflineStore:
         """Create the view's table, or add columns that a new version introduced."""
         entity_types = view.entity_types or {}
         wanted: dict[str, str] = {c: entity_types[c] for c in view.entity_columns}
-        wanted[view.timestamp_field] = "TIMESTAMPTZ"
+        # Event and created times keep nanoseconds, so they compare exactly (DESIGN section 2).
+        wanted[view.timestamp_field] = EVENT_TIME_TYPE
         if view.created_timestamp_field:
-            wanted[view.created_timestamp_field] = "TIMESTAMPTZ"
+            wanted[view.created_timestamp_field] = EVENT_TIME_TYPE
         for f, t in view.feature_types.items():
             wanted[f] = t or "VARCHAR"
         table = offline_table(view.name)
@@ -167,6 +169,8 @@ class OfflineStore:
         for c, t in wanted.items():
             if c not in existing:
                 con.execute(f"ALTER TABLE {table} ADD COLUMN {q(c)} {t}")
+            elif t == EVENT_TIME_TYPE and existing[c] != t:
+                _upgrade_time_column(con, view.name, c)
         con.execute(f"INSERT OR IGNORE INTO {_META} (name, next_seq, has_ties) VALUES (?, 0, false)", [view.name])
         self._known_columns[view.name] = set(existing) | set(wanted)
 
@@ -353,11 +357,12 @@ class OfflineStore:
             if system:
                 cols += [INGESTED_AT, SEQ]
             where, params = [], []
+            # start/end: integer nanoseconds since the epoch (UTC), compared exactly.
             if start is not None:
-                where.append(f"{q(view.timestamp_field)} >= ?")
+                where.append(f"{q(view.timestamp_field)} >= CAST(make_timestamp_ns(?) AS TIMESTAMPTZ_NS)")
                 params.append(start)
             if end is not None:
-                where.append(f"{q(view.timestamp_field)} <= ?")
+                where.append(f"{q(view.timestamp_field)} <= CAST(make_timestamp_ns(?) AS TIMESTAMPTZ_NS)")
                 params.append(end)
             sql = f"SELECT {qlist(cols)} FROM {offline_table(view.name)}"
             if where:
@@ -400,9 +405,22 @@ def _stats_dict(rows: Any, entities: Any, lo: Any, hi: Any, last: Any) -> dict[s
     }
 
 
+def _upgrade_time_column(con: duckdb.DuckDBPyConnection, name: str, column: str) -> None:
+    """A store written before times kept nanoseconds: widen the column (once, in the
+    caller's transaction), so nanosecond data is stored exactly."""
+    try:
+        con.execute(f"ALTER TABLE {offline_table(name)} ALTER COLUMN {q(column)} TYPE {EVENT_TIME_TYPE}")
+    except duckdb.Error:
+        msg = (
+            f"view '{name}' holds '{column}' values outside 1677-09-22..2262-04-11, which nanosecond times "
+            f"cannot hold; delete those rows (or the view) before ingesting more"
+        )
+        raise StoreError(msg) from None
+
+
 def _target_type(view: FeatureView, column: str) -> str:
     if column in (view.timestamp_field, view.created_timestamp_field):
-        return "TIMESTAMPTZ"
+        return EVENT_TIME_TYPE
     if column in view.entity_columns:
         return (view.entity_types or {})[column]
     return view.feature_types.get(column) or "VARCHAR"

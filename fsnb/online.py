@@ -21,6 +21,7 @@ from fsnb import types
 from fsnb.definitions import FeatureView
 from fsnb.registry import connect_sqlite
 from fsnb.sqlnames import online_table, q, qlist
+from fsnb.timeutil import is_ns
 
 TS, CREATED, SEQ = "_fsnb_ts", "_fsnb_created", "_fsnb_seq"
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -28,19 +29,71 @@ _MAX_VARS = 30000
 _us = timedelta(microseconds=1)
 
 
-def encode_sql(column: str, duck_type: str) -> str:
-    """DuckDB expression turning a column into the value SQLite will hold."""
+# SQLite stores a float NaN as NULL, so fsnb stores it as this text (in Redis too) and
+# the readers turn it back into a float NaN: NaN is a value, null is missing.
+NAN_TEXT = "NaN"
+_NAN = float("nan")
+_NAN_OR_DOUBLE = "UNION(n DOUBLE, s VARCHAR)"
+
+
+def encode_sql(column: str, duck_type: str, *, nan: bool = False) -> str:
+    """DuckDB expression turning a column into the value SQLite will hold.
+
+    nan: the column may hold NaN (a float NaN comes out as NAN_TEXT). Only then is
+    it asked for: the mixed result is four times slower to fetch.
+    """
     fam = types.family(duck_type)
     col = q(column)
     if duck_type.upper() == "DATE":
         return f"CAST({col} AS VARCHAR)"
     if fam == "time":
-        return f"epoch_us(CAST({col} AS TIMESTAMPTZ))"
+        return epoch_us_sql(col, duck_type)
     if fam in ("int", "string", "bool"):
         return col
+    if fam == "float" and nan and duck_type.upper() in _NAN_TYPES:
+        return (
+            f"CASE WHEN isnan({col}) THEN union_value(s := '{NAN_TEXT}')::{_NAN_OR_DOUBLE} "
+            f"ELSE union_value(n := CAST({col} AS DOUBLE))::{_NAN_OR_DOUBLE} END"
+        )
     if fam == "float":
         return f"CAST({col} AS DOUBLE)"
     return f"CAST(to_json({col}) AS VARCHAR)"
+
+
+_NAN_TYPES = {"FLOAT", "DOUBLE", "REAL"}  # DECIMAL has no NaN
+
+
+def may_hold_nan(duck_type: str | None) -> bool:
+    return (duck_type or "").upper() in _NAN_TYPES
+
+
+def epoch_us_sql(expr: str, duck_type: str) -> str:
+    """Integer microseconds since the epoch of a DuckDB time value, rounded down (so
+    ``t >= c`` for a whole microsecond c is exactly ``epoch_us(t) >= c``)."""
+    if is_ns(duck_type):
+        return f"epoch_us(CAST({expr} AS TIMESTAMP_NS))"
+    if duck_type.upper() == "DATE":
+        return f"epoch_us(CAST({expr} AS TIMESTAMP))"
+    return f"epoch_us(CAST({expr} AS TIMESTAMPTZ))"
+
+
+def float_value(v: Any) -> Any:
+    """A stored float feature value as served (NAN_TEXT is NaN)."""
+    return _NAN if v == NAN_TEXT else v
+
+
+def encode_key_sql(column: str, duck_type: str | None) -> str:
+    """DuckDB expression turning an entity column into the key SQLite/Redis hold
+    (what fsnb.entity turns a caller's value into): dates as ISO text, timestamps as
+    integer microseconds since the epoch (nanoseconds for the _NS types)."""
+    col = q(column)
+    if duck_type is None or not types.is_time(duck_type):
+        return col
+    if duck_type.upper() == "DATE":
+        return f"CAST({col} AS VARCHAR)"
+    if is_ns(duck_type):
+        return f"epoch_ns({col})"
+    return f"epoch_us({col})"
 
 
 def decoder(duck_type: str) -> Callable[[Any], Any] | None:
@@ -52,6 +105,8 @@ def decoder(duck_type: str) -> Callable[[Any], Any] | None:
         return lambda v: None if v is None else datetime.fromtimestamp(v / 1_000_000, timezone.utc)
     if fam == "bool":
         return lambda v: None if v is None else bool(v)
+    if may_hold_nan(duck_type):
+        return float_value
     if fam in ("int", "string", "float"):
         return None
     return lambda v: None if v is None else json.loads(v)
@@ -210,7 +265,9 @@ class ViewReader:
     con: sqlite3.Connection
 
     def __post_init__(self) -> None:
-        self.any_decoder = any(self.decoders)
+        # Float features decode only NAN_TEXT: a row holding no such text needs no decoding.
+        self.any_decoder = any(d is not None and d is not float_value for d in self.decoders)
+        self.any_nan = any(d is float_value for d in self.decoders)
 
     def read(self, key_columns: list[list[Any]], now: int) -> list[list[Any]]:
         """One list per feature, one value per entity (None when absent or expired).
@@ -228,7 +285,7 @@ class ViewReader:
             row = self.con.execute(self.single_sql, [col[0] for col in key_columns]).fetchone()
             if row is None or row[0] < oldest:
                 return [[None] for _ in range(nfeat)]
-            if not self.any_decoder:
+            if not self.any_decoder and not (self.any_nan and NAN_TEXT in row):
                 return [[v] for v in row[1:]]
             return [[self._decode(i, row[i + 1])] for i in range(nfeat)]
         if nkeys == 1:
@@ -244,6 +301,8 @@ class ViewReader:
         for i in range(nkeys + 1, nkeys + 1 + nfeat):
             values = [None if r is None else r[i] for r in rows]
             dec = self.decoders[i - nkeys - 1]
+            if dec is float_value and NAN_TEXT not in values:
+                dec = None
             columns.append([dec(v) for v in values] if dec else values)
         return columns
 
@@ -291,7 +350,10 @@ def reader_basics(store: Any, view: FeatureView, features: list[str], output_nam
         "features": features,
         "output_names": output_names,
         "decoders": [decoder(feature_types.get(f) or "VARCHAR") for f in features],
-        "ttl_us": None if ttl is None else int(ttl.total_seconds() * 1_000_000),  # type: ignore[union-attr]
+        # Exact integer microseconds (a float of seconds rounds long TTLs). Stored event
+        # times are whole microseconds rounded down, so "ts >= now - ttl" with now in whole
+        # microseconds is exactly the offline rule.
+        "ttl_us": None if ttl is None else ttl // timedelta(microseconds=1),  # type: ignore[operator]
         "exists": bool(stored) and all(f in stored for f in features),
     }
 

@@ -35,12 +35,13 @@ class ViewSelection:
 def ttl_micros(ttl: timedelta | None) -> int | None:
     if ttl is None:
         return None
-    return int(ttl / timedelta(microseconds=1))
+    return ttl // timedelta(microseconds=1)
 
 
 def label_cte(selections: list[ViewSelection], key_types: dict[str, str]) -> str:
     keys = ", ".join(f"CAST({q(k)} AS {t}) AS {q(k)}" for k, t in key_types.items())
-    return f"SELECT {ROW}, CAST({T} AS TIMESTAMPTZ) AS {T}{', ' if keys else ''}{keys} FROM {LABELS}"
+    # Nanoseconds: a label time is compared exactly, whatever its unit (DESIGN section 2).
+    return f"SELECT {ROW}, CAST({T} AS TIMESTAMPTZ_NS) AS {T}{', ' if keys else ''}{keys} FROM {LABELS}"
 
 
 def source_sql(sel: ViewSelection) -> str:
@@ -90,7 +91,7 @@ def point_in_time_sql(
             for f, out in zip(sel.features, sel.output_names, strict=True):
                 outputs.append(f"CAST(NULL AS {types.get(f) or 'VARCHAR'}) AS {q(out)}")
             if with_event_times:
-                outputs.append(f"CAST(NULL AS TIMESTAMPTZ) AS {q(f'__fsnb_ts_{i}')}")
+                outputs.append(f"CAST(NULL AS TIMESTAMPTZ_NS) AS {q(f'__fsnb_ts_{i}')}")
             continue
         if as_of_ingestion:
             ctes.append(f"{alias} AS ({_as_of_ingestion_sql(sel, i)})")

@@ -86,7 +86,25 @@ def _tabular_or_none(value: Any) -> Any:
 
 
 def to_arrow(data: Any, namespace: Mapping[str, Any] | None = None) -> pa.Table:
-    """Normalize data: polars/pandas DataFrame, Arrow table, file path, or DuckDB SQL."""
+    """Normalize data: polars/pandas DataFrame, Arrow table, file path, or DuckDB SQL.
+
+    A column name given twice is refused (which copy is meant cannot be known).
+    """
+    table = _to_arrow(data, namespace)
+    _refuse_duplicate_columns(table.column_names)
+    return table
+
+
+def _refuse_duplicate_columns(names: Any) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            msg = f"the data has a column named {str(name)!r} more than once; rename or drop the extra copy"
+            raise InvalidData(msg)
+        seen.add(name)
+
+
+def _to_arrow(data: Any, namespace: Mapping[str, Any] | None) -> pa.Table:
     if data is None:
         msg = "no data given; pass a DataFrame, an Arrow table, a Parquet/CSV path or a DuckDB SQL string"
         raise InvalidData(msg)
@@ -132,6 +150,7 @@ def _is_data_error(exc: Exception) -> bool:
 def _pandas_to_arrow(frame: Any) -> pa.Table:
     import pandas as pd
 
+    _refuse_duplicate_columns(frame.columns)
     frame = frame.copy(deep=False)
     for col in frame.columns:
         s = frame[col]

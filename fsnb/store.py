@@ -21,6 +21,7 @@ from fsnb import types
 from fsnb.commit import RegistryJournal
 from fsnb.config import load_config
 from fsnb.definitions import FeatureView, parse_feature_refs
+from fsnb.entity import KeyPlan
 from fsnb.errors import (
     FsnbError,
     InvalidData,
@@ -36,7 +37,8 @@ from fsnb.online import OnlineStore, ViewReader
 from fsnb.pit import LABELS, ROW, T, ViewSelection, point_in_time_sql
 from fsnb.registry import Registry, ViewVersion
 from fsnb.sources import to_arrow
-from fsnb.timeutil import now_us
+from fsnb.sqlnames import offline_table
+from fsnb.timeutil import NS_RANGE, now_us, outside_ns_range
 from fsnb.validation import arrow_duck_types, check_batch, check_view
 
 if TYPE_CHECKING:
@@ -129,6 +131,7 @@ class FeatureStore:
         self.online = self._open_online()
         self._readers: dict[tuple[str, ...], tuple[int, list[Reader], list[str], bool]] = {}
         self._registry_checked = float("-inf")
+        self._key_plans: dict[tuple[str, ...], KeyPlan] = {}
         self._registry_seen = 0
         if (self.path / "log.sqlite").exists() or self.config.log not in (None, "sqlite"):
             from fsnb.streaming import announce_uncommitted
@@ -257,11 +260,16 @@ class FeatureStore:
                 assert current is not None
                 version = current.version
             batch = dataclasses.replace(batch, view=candidate)
+            before = self._offline_rows(view.name) if replace else 0
             rows = self.offline.write(batch, replace=replace, version=version, publish=new_version)
             # The commit point is behind us: what follows must not report the rows as not written.
-            if replace:
-                _after_commit(lambda: self.online.drop(view.name), f"dropping the online values of '{view.name}'")
             stats = self.registry.stats(view.name)
+            if replace and before + rows > int(stats.get("rows") or 0):
+                # Rows were removed offline: an online value may come from one of them. The
+                # view's online values go (with the watermark, so the next materialize,
+                # incremental or not, copies the remaining history). Re-running an unchanged
+                # definition, or one that only adds rows, leaves them as they are.
+                _after_commit(lambda: self.online.drop(view.name), f"dropping the online values of '{view.name}'")
         self._readers.clear()
         return Registration(candidate, version, new_version, rows, changes, stats)
 
@@ -322,13 +330,13 @@ class FeatureStore:
 
     def read(self, name: str, start: Any = None, end: Any = None) -> pl.DataFrame:
         """A view's offline history (optionally between two event times), oldest first."""
-        from fsnb.timeutil import utc
+        from fsnb.timeutil import utc_ns
 
         view = self.registry.latest(_view_name(name)).view
         table = self.offline.read(
             view,
-            utc(start, "start") if start is not None else None,
-            utc(end, "end") if end is not None else None,
+            utc_ns(start, "start") if start is not None else None,
+            utc_ns(end, "end") if end is not None else None,
         )
         return _to_polars(table)
 
@@ -341,6 +349,12 @@ class FeatureStore:
         from fsnb.streaming import _scratch
 
         return _scratch(self)
+
+    def _offline_rows(self, name: str) -> int:
+        with self.offline.connect() as con:
+            if not self.offline.table_exists(con, name):
+                return 0
+            return int(con.execute(f"SELECT count(*) FROM {offline_table(name)}").fetchall()[0][0])
 
     def _refresh_stats(self, view: FeatureView) -> dict[str, Any]:
         """Mirror the statistics the offline store committed (counted once for older stores)."""
@@ -438,6 +452,10 @@ class FeatureStore:
                     "convert it (e.g. pl.col(...).str.to_datetime()) or pass timestamp_field=<your time column>"
                 )
                 raise InvalidData(msg)
+            bad = outside_ns_range(arrow.column(T))
+            if bad is not None:
+                msg = f"label column '{timestamp_field}' has {bad}, outside {NS_RANGE} (times compare at nanoseconds); drop or fix that row"
+                raise InvalidData(msg)
             key_types: dict[str, str] = {}
             for sel in selection.selections:
                 sel.has_table = self.offline.table_exists(con, sel.view.name)
@@ -496,10 +514,10 @@ class FeatureStore:
     ) -> dict[str, list[Any]]:
         """The latest value of each feature for each entity row (None if unknown or expired).
 
-        entity_rows: a list of dicts ({key column: value}, one per entity), one such dict,
-        or a dict of equal-length columns ({"user_id": [42, 43]}).
+        entity_rows: rows ({key: value} each), one row, or {key: column} (a list, numpy
+        array, pandas/polars Series or Arrow array per key). Values are typed against
+        the view's key types; one that cannot have its key's type is a SchemaMismatch.
         """
-        entity_rows = _entity_rows(entity_rows)
         if not isinstance(features, str | list | tuple):
             parse_feature_refs(features)  # raises: not a reference or a list of them
             features = list(features)
@@ -514,16 +532,12 @@ class FeatureStore:
             cached = (data_version, readers, columns, all(r.exists for r in readers))
             self._readers[cache_key] = cached
         _, readers, entity_columns, _ = cached
-        out: dict[str, list[Any]] = {}
-        try:
-            for k in entity_columns:
-                out[k] = [row[k] for row in entity_rows]
-        except KeyError as exc:
-            msg = f"entity row lacks key '{exc.args[0]}'; give every row {entity_columns}"
-            raise InvalidData(msg) from None
+        plan = self._key_plans.get(cache_key)
+        if plan is None or plan.readers is not readers:
+            plan = self._key_plans[cache_key] = KeyPlan(readers, entity_columns)
+        out, reader_keys = plan.keys(entity_rows)
         now = now_us()
-        for reader in readers:
-            keys = [out[k] for k in reader.view.entity_columns]
+        for reader, keys in zip(readers, reader_keys, strict=True):
             try:
                 rows = reader.read(keys, now)
             except self.online.stale_errors:
@@ -842,7 +856,10 @@ def _labels_frame(entity_df: Any) -> pl.DataFrame:
         except pl.exceptions.PolarsError as exc:
             msg = f"cannot collect the labels LazyFrame: {one_line(exc)}"
             raise InvalidData(msg) from None
-    return _to_polars(to_arrow(entity_df))
+    # Not _to_polars: label columns pass through unchanged, time zone included.
+    frame = pl.from_arrow(to_arrow(entity_df))
+    assert isinstance(frame, pl.DataFrame)
+    return frame
 
 
 def _check_label_columns(labels: pl.DataFrame, keys: list[str], timestamp_field: str) -> None:

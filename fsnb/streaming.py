@@ -48,6 +48,7 @@ import duckdb
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from fsnb.definitions import FeatureView
 from fsnb.errors import (
@@ -68,7 +69,7 @@ from fsnb.log import (
     encode_batch,
     uncommitted,
 )
-from fsnb.online import encode_sql
+from fsnb.online import NAN_TEXT, encode_key_sql, encode_sql, epoch_us_sql
 from fsnb.pit import latest_per_entity_sql
 from fsnb.sources import to_arrow
 from fsnb.sqlnames import ENTRY, offline_table, q
@@ -449,21 +450,25 @@ def _online_rows(con: duckdb.DuckDBPyConnection, view: FeatureView, table: pa.Ta
     entity_types = view.entity_types or {}
     feature_types = view.feature_types
     inner = [f"CAST({q(k)} AS {entity_types.get(k) or 'VARCHAR'}) AS {q(k)}" for k in view.entity_columns]
-    inner.append(f"CAST({q(view.timestamp_field)} AS TIMESTAMPTZ) AS {q(view.timestamp_field)}")
+    inner.append(f"CAST({q(view.timestamp_field)} AS TIMESTAMPTZ_NS) AS {q(view.timestamp_field)}")
     if view.created_timestamp_field:
-        inner.append(f"CAST({q(view.created_timestamp_field)} AS TIMESTAMPTZ) AS {q(view.created_timestamp_field)}")
+        inner.append(f"CAST({q(view.created_timestamp_field)} AS TIMESTAMPTZ_NS) AS {q(view.created_timestamp_field)}")
     present = set(table.column_names)
     for f in view.feature_names:
         t = feature_types.get(f) or "VARCHAR"
         inner.append(f"CAST({q(f) if f in present else 'NULL'} AS {t}) AS {q(f)}")
     inner.append("__fsnb_idx")
-    created = f"coalesce(epoch_us({q(view.created_timestamp_field)}), 0)" if view.created_timestamp_field else "0"
+    created = (
+        f"coalesce({epoch_us_sql(q(view.created_timestamp_field), 'TIMESTAMPTZ_NS')}, 0)"
+        if view.created_timestamp_field
+        else "0"
+    )
     outer = [
-        *(q(k) for k in view.entity_columns),
-        f"epoch_us({q(view.timestamp_field)})",
+        *(encode_key_sql(k, entity_types.get(k)) for k in view.entity_columns),
+        epoch_us_sql(q(view.timestamp_field), "TIMESTAMPTZ_NS"),
         created,
         "CAST(? AS BIGINT) + __fsnb_idx",
-        *(encode_sql(f, feature_types.get(f) or "VARCHAR") for f in view.feature_names),
+        *(encode_sql(f, feature_types.get(f) or "VARCHAR", nan=True) for f in view.feature_names),
     ]
     arrow = table.append_column("__fsnb_idx", pa.array(np.arange(table.num_rows, dtype=np.int64)))
     con.register("__fsnb_push", arrow)
@@ -522,9 +527,13 @@ def _online_rows_plain(view: FeatureView, table: pa.Table, offset: int) -> list[
             columns.append([None] * n)
             continue
         check = _PLAIN.get((t or "").upper())
-        if check is None or not check(table.column(f).type):
+        column = table.column(f)
+        if check is None or not check(column.type):
             return None
-        columns.append(table.column(f).to_pylist())
+        values = column.to_pylist()
+        if pa.types.is_floating(column.type) and pc.any(pc.is_nan(column)).as_py():
+            values = [NAN_TEXT if v != v else v for v in values]  # NaN is a value (SQLite would store NULL)
+        columns.append(values)
     return list(zip(*columns, strict=True))
 
 
@@ -843,16 +852,17 @@ def check_skew(store: FeatureStore, name: str) -> SkewReport:
     offline: dict[tuple[Any, ...], tuple[Any, ...]] = {}
     if view.schema_known:
         feature_types = view.feature_types
-        select = ", ".join(
-            [
-                *(q(k) for k in keys),
-                f"epoch_us({q(view.timestamp_field)})",
-                *(encode_sql(f, feature_types.get(f) or "VARCHAR") for f in feats),
-            ]
-        )
         with store.offline.connect() as con:
             if store.offline.table_exists(con, name):
                 existing = store.offline.table_columns(con, name)
+                ts_us = epoch_us_sql(q(view.timestamp_field), existing[view.timestamp_field])
+                select = ", ".join(
+                    [
+                        *(encode_key_sql(k, (view.entity_types or {}).get(k)) for k in keys),
+                        ts_us,
+                        *(encode_sql(f, feature_types.get(f) or "VARCHAR", nan=True) for f in feats),
+                    ]
+                )
                 present = [f for f in feats if f in existing]
                 inner = latest_per_entity_sql(
                     view,
@@ -861,8 +871,8 @@ def check_skew(store: FeatureStore, name: str) -> SkewReport:
                 )
                 if len(present) < len(feats):
                     select = ", ".join(
-                        [*(q(k) for k in keys), f"epoch_us({q(view.timestamp_field)})"]
-                        + [encode_sql(f, feature_types.get(f) or "VARCHAR") if f in present else "NULL" for f in feats]
+                        [*(encode_key_sql(k, (view.entity_types or {}).get(k)) for k in keys), ts_us]
+                        + [encode_sql(f, feature_types.get(f) or "VARCHAR", nan=True) if f in present else "NULL" for f in feats]
                     )
                 for row in con.execute(f"SELECT {select} FROM ({inner})", [as_of]).fetchall():
                     offline[tuple(row[: len(keys)])] = tuple(row[len(keys) :])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from fsnb.errors import InvalidData
@@ -33,6 +33,24 @@ def utc(value: Any, what: str = "time") -> datetime:
     return value.astimezone(timezone.utc)
 
 
+def utc_ns(value: Any, what: str = "time") -> int:
+    """Like utc(), as integer nanoseconds since the epoch, keeping a pandas or numpy
+    timestamp's nanoseconds."""
+    import numpy as np
+
+    if isinstance(value, np.datetime64):
+        if np.isnat(value):
+            msg = f"{what} is missing"
+            raise InvalidData(msg)
+        return int(value.astype("datetime64[ns]").astype(np.int64))
+    nanos = 0
+    if type(value).__name__ == "Timestamp" and hasattr(value, "nanosecond"):
+        nanos = int(value.nanosecond)
+    aware = utc(value.replace(nanosecond=0) if nanos else value, what)
+    delta = aware - _EPOCH
+    return (delta // timedelta(microseconds=1)) * 1000 + nanos
+
+
 def now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -40,3 +58,43 @@ def now() -> datetime:
 def now_us() -> int:
     """The current time as integer microseconds since the epoch (how the stores keep time)."""
     return time.time_ns() // 1000
+
+
+def is_ns(duck_type: str) -> bool:
+    """Does a DuckDB time type keep nanoseconds?"""
+    return duck_type.upper() in ("TIMESTAMP_NS", "TIMESTAMPTZ_NS")
+
+
+
+# What a nanosecond time can hold (DuckDB's TIMESTAMP_NS: a signed 64-bit count).
+NS_RANGE = "1677-09-22 to 2262-04-11"
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_NS_LO = (datetime(1677, 9, 22, tzinfo=timezone.utc) - _EPOCH) // timedelta(microseconds=1) * 1000
+_NS_HI = (datetime(2262, 4, 11, tzinfo=timezone.utc) - _EPOCH) // timedelta(microseconds=1) * 1000
+_STEP = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
+
+
+def outside_ns_range(column: Any) -> str | None:
+    """The first value of an Arrow date/timestamp column that a nanosecond time cannot
+    hold (as text), or None when every value fits (checked on the min and max only)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = column.type
+    if pa.types.is_timestamp(t):
+        if t.unit == "ns":
+            return None
+        step, ints = _STEP[t.unit], column.cast(pa.int64())
+    elif pa.types.is_date32(t):
+        step, ints = 86_400 * 1_000_000_000, column.cast(pa.int32())
+    elif pa.types.is_date64(t):
+        step, ints = 1_000_000, column.cast(pa.int64())
+    else:
+        return None
+    bounds = pc.min_max(ints)
+    for which in ("min", "max"):
+        value = bounds[which].as_py()
+        if value is not None and not _NS_LO <= value * step < _NS_HI:
+            shown = column.filter(pc.equal(ints, value))[0]
+            return str(shown.as_py())
+    return None

@@ -8,7 +8,10 @@ _INT = {
 }
 _FLOAT = {"FLOAT", "DOUBLE", "REAL"}
 _STRING = {"VARCHAR", "STRING", "TEXT"}
-_TIME = {"TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ", "DATE", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S"}
+_TIME = {
+    "TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ", "DATE", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S",
+    "TIMESTAMP_US", "TIMESTAMPTZ_NS",
+}
 
 
 def family(duck_type: str) -> str:
@@ -47,7 +50,9 @@ def normalize(duck_type: str) -> str:
     """The type fsnb stores for a column of the given input type."""
     t = duck_type.upper()
     if family(t) == "time":
-        return "TIMESTAMPTZ" if t != "DATE" else "DATE"
+        if t == "DATE":
+            return "DATE"
+        return "TIMESTAMPTZ_NS" if t in ("TIMESTAMP_NS", "TIMESTAMPTZ_NS") else "TIMESTAMPTZ"
     if t in ("STRING", "TEXT"):
         return "VARCHAR"
     if t == "REAL":

@@ -13,6 +13,7 @@ from fsnb import types
 from fsnb.definitions import FeatureView
 from fsnb.errors import InvalidData, InvalidDefinition, SchemaMismatch
 from fsnb.sqlnames import q
+from fsnb.timeutil import NS_RANGE, is_ns, outside_ns_range
 
 # What every consumer of a batch can hold, checked here once so that nothing is
 # written (and no log entry appended) that one of them would refuse later:
@@ -113,6 +114,7 @@ def check_batch(con: duckdb.DuckDBPyConnection, view: FeatureView, table: pa.Tab
                 f"e.g. CAST({col} AS TIMESTAMP) in SQL or pl.col('{col}').str.to_datetime() in polars"
             )
             raise InvalidData(msg)
+        _check_ns_range(table, col, f"'{name}'")
 
     system = set(view.system_columns)
     data_features = [c for c in columns if c not in system]
@@ -151,10 +153,13 @@ def check_batch(con: duckdb.DuckDBPyConnection, view: FeatureView, table: pa.Tab
         registered = declared.get(f)
         if registered is None:
             feature_types[f] = duck[f] if duck[f] != '"NULL"' else "VARCHAR"
-        elif not types.storable_as(duck[f], registered):
+        elif not types.storable_as(duck[f], registered) or (is_ns(duck[f]) and types.is_time(registered) and not is_ns(registered)):
+            # (nanosecond times into a microsecond column would be rounded)
             msg = f"feature '{f}' is {duck[f]} but '{name}' stores it as {registered}; cast it or register a new version with the new type"
             raise SchemaMismatch(msg)
         else:
+            if is_ns(registered):
+                _check_ns_range(table, f, f"'{name}'")
             feature_types[f] = registered
 
     checked = view.with_schema(entity_types, feature_types)
@@ -183,6 +188,13 @@ def _check_bigint_range(con: duckdb.DuckDBPyConnection, name: str, table: pa.Tab
             f"{rows} row(s) of the data for '{name}' have a value in {_show(columns)} outside the 64-bit integer range "
             "that keys and online features are stored in; cast the column to DOUBLE or VARCHAR"
         )
+        raise InvalidData(msg)
+
+
+def _check_ns_range(table: pa.Table, column: str, where: str) -> None:
+    bad = outside_ns_range(table.column(column))
+    if bad is not None:
+        msg = f"column '{column}' has {bad}, outside the {NS_RANGE} that {where} stores (nanosecond times); drop or fix that row"
         raise InvalidData(msg)
 
 

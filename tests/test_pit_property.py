@@ -124,3 +124,73 @@ def test_as_of_ingestion_without_created_column_uses_ingestion_time(store) -> No
     assert got["value"].to_list() == [None, 7]
     got = store.get_historical_features(labels, ["v:value"])
     assert got["value"].to_list() == [7, 7]
+
+
+# -- exact times: every unit, naive or aware, nanosecond labels (DESIGN section 2) --------------
+BASE_NS = 1_704_067_200_000_000_000  # 2024-01-01 UTC
+STEP = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+
+ns_feature_row = st.tuples(st.sampled_from(KEYS[:2]), st.integers(0, 5), st.integers(-5, 5))  # key, ticks, value
+ns_label_row = st.tuples(st.sampled_from(KEYS[:2]), st.integers(-1, 6), st.sampled_from([-1, 0, 1]))  # key, ticks, ns
+
+
+def _ns_reference(rows: list[tuple[Any, ...]], labels: list[tuple[Any, ...]], step: int, ttl_ticks: int | None) -> list[int | None]:
+    out: list[int | None] = []
+    stored: dict[tuple[Any, ...], int] = {}
+    order: list[tuple[Any, ...]] = []
+    for key, ticks, value in rows:
+        if (key, ticks, value) not in stored:
+            stored[(key, ticks, value)] = len(order)
+            order.append((key, ticks, value))
+    for key, ticks, jitter in labels:
+        t = ticks * step + jitter
+        best = None
+        for seq, (k, ft, value) in enumerate(order):
+            ts = ft * step
+            if k != key or ts > t or (ttl_ticks is not None and ts < t - ttl_ticks * step):
+                continue
+            if best is None or (ts, seq) > best[0]:
+                best = ((ts, seq), value)
+        out.append(None if best is None else best[1])
+    return out
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rows=st.lists(ns_feature_row, min_size=1, max_size=8),
+    labels=st.lists(ns_label_row, min_size=1, max_size=10),
+    unit=st.sampled_from(list(STEP)),
+    feature_tz=st.sampled_from([None, "UTC", "Asia/Kolkata"]),
+    label_form=st.sampled_from(["pandas-ns-utc", "arrow-ns-naive", "arrow-ns-aware", "polars-ns"]),
+    ttl_ticks=st.sampled_from([None, 0, 2]),
+)
+def test_point_in_time_is_exact_for_every_unit(rows, labels, unit, feature_tz, label_form, ttl_ticks) -> None:
+    import pandas as pd
+    import pyarrow as pa
+
+    step = STEP[unit]
+    if ttl_ticks and step < 1000:
+        ttl_ticks = None  # a timedelta cannot say 2 ns
+    with tempfile.TemporaryDirectory() as tmp:
+        store = fsnb.FeatureStore(Path(tmp) / "s")
+        ttl = None if ttl_ticks is None else timedelta(microseconds=ttl_ticks * step // 1000)
+        store.register(fsnb.FeatureView("v", entities=["k1", "k2"], ttl=ttl))
+        stamps = pa.array([BASE_NS // step + r[1] for r in rows], pa.timestamp(unit, feature_tz))
+        store.ingest("v", pa.table({
+            "k1": [r[0][0] for r in rows], "k2": [r[0][1] for r in rows],
+            "event_timestamp": stamps, "value": [r[2] for r in rows],
+        }))
+        ns = [BASE_NS + lab[1] * step + lab[2] for lab in labels]
+        keys = {"k1": [lab[0][0] for lab in labels], "k2": [lab[0][1] for lab in labels]}
+        frame: Any
+        if label_form == "pandas-ns-utc":
+            frame = pd.DataFrame({**keys, "event_timestamp": pd.to_datetime(ns, utc=True)})
+        elif label_form == "polars-ns":
+            frame = pl.DataFrame(keys).with_columns(event_timestamp=pl.Series(ns).cast(pl.Datetime("ns", "Europe/Paris")))
+        else:
+            tz = "America/New_York" if label_form == "arrow-ns-aware" else None
+            frame = pa.table({**keys, "event_timestamp": pa.array(ns, pa.timestamp("ns", tz))})
+        got = store.get_historical_features(frame, ["v:value"])
+        assert got["value"].to_list() == _ns_reference(rows, labels, step, ttl_ticks)
+        assert got["event_timestamp"].cast(pl.Int64).to_list() == ns  # label times pass through exactly
+        store.close()
