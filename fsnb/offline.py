@@ -240,8 +240,10 @@ class OfflineStore:
                 # Stored rows outside the batch's event-time range cannot be duplicates or
                 # ties of it; saying so lets DuckDB skip row groups by their min/max, so a
                 # small append does not scan the whole history.
-                lo, hi = con.execute(f"SELECT min({ts}), max({ts}) FROM __fsnb_new").fetchall()[0]
-                in_range = f"e.{ts} BETWEEN ? AND ?"
+                # As integer nanoseconds: a Python datetime would drop them, and a row 1 ns
+                # past the range would be missed as a duplicate or a tie.
+                lo, hi = con.execute(f"SELECT epoch_ns(min({ts})), epoch_ns(max({ts})) FROM __fsnb_new").fetchall()[0]
+                in_range = f"e.{ts} BETWEEN CAST(make_timestamp_ns(?) AS {EVENT_TIME_TYPE}) AND CAST(make_timestamp_ns(?) AS {EVENT_TIME_TYPE})"
                 if replace:
                     con.execute(
                         f"DELETE FROM {table} AS e WHERE NOT EXISTS (SELECT 1 FROM __fsnb_new n WHERE {same})"

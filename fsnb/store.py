@@ -521,6 +521,8 @@ class FeatureStore:
         if not isinstance(features, str | list | tuple):
             parse_feature_refs(features)  # raises: not a reference or a list of them
             features = list(features)
+        if not _plain_rows(entity_rows):
+            _entity_rows(entity_rows)  # the shape, checked: one line naming what is wrong
         cache_key = (features,) if isinstance(features, str) else tuple(features)
         data_version = self._registry_version()
         cached = self._readers.get(cache_key)
@@ -717,6 +719,12 @@ def _column_values(value: Any) -> list[Any]:
 
 _PLAIN_KEYS = frozenset({int, str, float, bool, type(None)})
 _ROWS_HINT = "pass a list of dicts like [{'user_id': 42}], or a dict of columns like {'user_id': [42, 43]}"
+
+
+def _plain_rows(entity_rows: Any) -> bool:
+    """One dict (or a list holding one) of plain Python values: the hot path, no checks needed."""
+    row = entity_rows[0] if type(entity_rows) is list and len(entity_rows) == 1 else entity_rows
+    return type(row) is dict and all(type(v) in _PLAIN_KEYS for v in row.values())
 
 
 def _entity_rows(entity_rows: Any) -> list[Mapping[str, Any]]:
