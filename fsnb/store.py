@@ -202,7 +202,7 @@ class FeatureStore:
                 stored = current.view.feature_types
                 merged = {f: stored.get(f) or t for f, t in candidate.feature_types.items()}
                 candidate = candidate.with_schema(candidate.entity_types or {}, merged)  # type: ignore[arg-type]
-        check_view(candidate)  # what every store can hold, with or without data
+        check_view(candidate, self.online.columns(view.name))  # what every store can hold, data or not
         if current is not None:
             _check_compatible(current.view, candidate, has_data=bool(self.registry.stats(view.name).get("rows")))
         changes = _diff(current.view, candidate) if current else []
