@@ -28,6 +28,7 @@ from typing import Protocol
 import pyarrow as pa
 
 from fsnb.errors import StoreError
+from fsnb.registry import ThreadConnections
 from fsnb.timeutil import now_us
 
 LOG_FILE = "log.sqlite"
@@ -143,18 +144,27 @@ def decode_batch(payload: bytes) -> pa.Table:
         return reader.read_all()
 
 
+def _connect_log(path: Path, *, durable: bool) -> sqlite3.Connection:
+    con = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    con.execute("PRAGMA busy_timeout=30000")
+    if durable:
+        con.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit fsyncs the WAL, so an acknowledged append survives power loss.
+        con.execute("PRAGMA synchronous=FULL")
+    else:
+        con.execute("PRAGMA synchronous=NORMAL")
+    return con
+
+
 class SqliteLog:
     """The embedded log: ``log.sqlite`` in the store directory."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.path = directory / LOG_FILE
+        # One connection per thread for each of the two (a store object may be shared by threads).
         try:
-            con = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            con.execute("PRAGMA busy_timeout=30000")
-            con.execute("PRAGMA journal_mode=WAL")
-            # FULL: a commit fsyncs the WAL, so an acknowledged append survives power loss.
-            con.execute("PRAGMA synchronous=FULL")
+            con = ThreadConnections(lambda: _connect_log(self.path, durable=True))
             con.executescript(_SCHEMA)
             if "view_id" not in [r[1] for r in con.execute("PRAGMA table_info(entries)")]:
                 con.execute("ALTER TABLE entries ADD COLUMN view_id TEXT NOT NULL DEFAULT ''")  # a log from before
@@ -164,9 +174,7 @@ class SqliteLog:
         self.con = con
         # Offsets and settings go through a second connection without the per-commit
         # fsync: losing a commit to a power cut only means a harmless replay.
-        self.meta = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        self.meta.execute("PRAGMA busy_timeout=30000")
-        self.meta.execute("PRAGMA synchronous=NORMAL")
+        self.meta = ThreadConnections(lambda: _connect_log(self.path, durable=False))
         self.log_id = self._log_id()
         self._locks: dict[str, int] = {}
 

@@ -21,6 +21,7 @@ directory, which is always local to the process applying the entries.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,7 +72,7 @@ class RedisLog:
         self.stream, self.seq_key, self.meta_key = base, f"{base}:seq", f"{base}:meta"
         self._append = self.client.register_script(_APPEND)
         self._commit = self.client.register_script(_COMMIT)
-        self._active: str | None = None
+        self._local = threading.local()  # per thread: the consumer it is applying for (_active)
         self._locks: dict[str, int] = {}
         for group in CONSUMERS:
             try:
@@ -81,6 +82,15 @@ class RedisLog:
                     raise
         self._call(self.client.hsetnx, self.meta_key, "log_id", f"redis-{namespace}")
         self.log_id = self._call(self.client.hget, self.meta_key, "log_id").decode()
+
+    @property
+    def _active(self) -> str | None:
+        active: str | None = getattr(self._local, "active", None)
+        return active
+
+    @_active.setter
+    def _active(self, value: str | None) -> None:
+        self._local.active = value
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:

@@ -19,7 +19,7 @@ from typing import Any
 
 from fsnb import types
 from fsnb.definitions import FeatureView
-from fsnb.registry import connect_sqlite
+from fsnb.registry import ThreadConnections, connect_sqlite
 from fsnb.sqlnames import online_table, q, qlist
 from fsnb.timeutil import is_ns
 
@@ -118,16 +118,22 @@ def to_us(value: datetime) -> int:
     return (value - _EPOCH) // _us
 
 
+def _connect_online(path: Path) -> sqlite3.Connection:
+    con = connect_sqlite(path)
+    # Up to 64 MB of pages in memory: batch reads seek all over the table, and
+    # SQLite's 2 MB default makes them go back to the OS (a 25% slower 1,000-key read).
+    con.execute("PRAGMA cache_size=-65536")
+    # Streamed upserts land on random pages; checkpointing the WAL every 40 MB rather
+    # than every 4 MB costs readers nothing measurable and pushes 10% less time.
+    con.execute("PRAGMA wal_autocheckpoint=10000")
+    return con
+
+
 class OnlineStore:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.con = connect_sqlite(path)
-        # Up to 64 MB of pages in memory: batch reads seek all over the table, and
-        # SQLite's 2 MB default makes them go back to the OS (a 25% slower 1,000-key read).
-        self.con.execute("PRAGMA cache_size=-65536")
-        # Streamed upserts land on random pages; checkpointing the WAL every 40 MB rather
-        # than every 4 MB costs readers nothing measurable and pushes 10% less time.
-        self.con.execute("PRAGMA wal_autocheckpoint=10000")
+        # One connection per thread (a store object may be shared by threads).
+        self.con = ThreadConnections(lambda: _connect_online(path))
         self.con.execute(
             "CREATE TABLE IF NOT EXISTS _fsnb_watermarks (name TEXT PRIMARY KEY, end_us INTEGER, seq INTEGER, updated_at REAL)"
         )
@@ -262,7 +268,7 @@ class ViewReader:
     single_sql: str
     table: str
     exists: bool
-    con: sqlite3.Connection
+    con: ThreadConnections
 
     def __post_init__(self) -> None:
         # Float features decode only NAN_TEXT: a row holding no such text needs no decoding.

@@ -15,6 +15,7 @@ materialization lands whole or not at all, as it does in SQLite. Reads are one H
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -103,7 +104,16 @@ class RedisOnlineStore:
         self._script = self.client.register_script(_UPSERT)
         self._meta_cache: dict[str, list[str]] = {}
         self._redis_error = redis.RedisError
-        self._tx: Any = None  # the MULTI/EXEC pipeline between begin() and commit()
+        self._local = threading.local()  # per thread: a writer's transaction is its own
+
+    @property
+    def _tx(self) -> Any:
+        """This thread's MULTI/EXEC pipeline between begin() and commit() (None outside)."""
+        return getattr(self._local, "tx", None)
+
+    @_tx.setter
+    def _tx(self, value: Any) -> None:
+        self._local.tx = value
 
     def __repr__(self) -> str:
         return f"RedisOnlineStore({redact_url(self.url)!r})"

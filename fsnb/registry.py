@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +122,73 @@ def connect_sqlite(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     return con
 
 
+class ThreadConnections:
+    """A SQLite connection per thread behind one connection's interface.
+
+    One sqlite3 connection used by several threads interleaves their statements and
+    transactions: a reader sees another thread's uncommitted writes, two BEGINs
+    collide, errors come back as "not an error". Here each thread gets its own
+    connection on first use (so one store object may be shared by threads), and
+    connections of threads that have ended are closed when a new one opens.
+    """
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+        self._connect = connect
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open: dict[int, tuple[threading.Thread, sqlite3.Connection]] = {}
+        self._closed = False
+        self.get()  # open now: a file that cannot be opened fails the constructor
+
+    def get(self) -> sqlite3.Connection:
+        """This thread's connection."""
+        con: sqlite3.Connection | None = getattr(self._local, "con", None)
+        return con if con is not None else self._new()
+
+    def _new(self) -> sqlite3.Connection:
+        with self._lock:
+            if self._closed:
+                msg = "Cannot operate on a closed database."
+                raise sqlite3.ProgrammingError(msg)
+            for key, (thread, old) in list(self._open.items()):
+                if not thread.is_alive():
+                    old.close()
+                    del self._open[key]
+        con = self._connect()
+        with self._lock:
+            self._open[id(con)] = (threading.current_thread(), con)
+        self._local.con = con
+        return con
+
+    def execute(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
+        con: sqlite3.Connection = getattr(self._local, "con", None) or self._new()  # get(), inlined: the read path
+        return con.execute(sql, params)  # type: ignore[arg-type]
+
+    def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> sqlite3.Cursor:
+        return self.get().executemany(sql, rows)  # type: ignore[arg-type]
+
+    def executescript(self, sql: str) -> sqlite3.Cursor:
+        return self.get().executescript(sql)
+
+    def __getattr__(self, name: str) -> Any:  # anything else a connection has, on this thread's
+        return getattr(self.get(), name)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.get().in_transaction
+
+    @property
+    def total_changes(self) -> int:
+        return self.get().total_changes
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            for _thread, con in self._open.values():
+                con.close()
+            self._open.clear()
+
+
 class Registry:
     """Definitions and metadata of one store."""
 
@@ -128,14 +196,40 @@ class Registry:
         """readonly: open an existing registry without creating or changing anything
         (what the JupyterLab server extension does beside a kernel that writes it)."""
         self.path = path
-        self._con = connect_sqlite(path, readonly=readonly)
+        self._local = threading.local()  # each thread's view cache (see _cache)
+        self._con = ThreadConnections(lambda: connect_sqlite(path, readonly=readonly))
         if not readonly:
             self._con.executescript(_SCHEMA)
+        # Watches for commits by any connection (another thread's or process's): its
+        # data_version is one number for every thread of the store to compare.
+        self._watch = connect_sqlite(path, readonly=readonly)
+        self._watch_lock = threading.Lock()
         self._cache_version = -1
-        self._cache: dict[str, ViewVersion] = {}
+        self._cache = {}
+
+    # PRAGMA data_version is per connection, and so per thread: so is the cache of
+    # newest versions that it keeps fresh.
+    @property
+    def _cache(self) -> dict[str, ViewVersion]:
+        cache: dict[str, ViewVersion] = getattr(self._local, "cache", {})
+        return cache
+
+    @_cache.setter
+    def _cache(self, value: dict[str, ViewVersion]) -> None:
+        self._local.cache = value
+
+    @property
+    def _cache_version(self) -> int:
+        version: int = getattr(self._local, "version", -1)
+        return version
+
+    @_cache_version.setter
+    def _cache_version(self, value: int) -> None:
+        self._local.version = value
 
     def close(self) -> None:
         self._con.close()
+        self._watch.close()
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
@@ -150,7 +244,7 @@ class Registry:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         self._con.execute("BEGIN IMMEDIATE")
         try:
-            yield self._con
+            yield self._con.get()
         except BaseException:
             self._con.execute("ROLLBACK")
             raise
@@ -353,7 +447,7 @@ class Registry:
         self._con.execute("DELETE FROM kv WHERE key = ?", (key,))
 
     def data_version(self) -> int:
-        """Changes whenever any connection (this process or another) commits."""
-        own = self._con.total_changes
-        other = self._con.execute("PRAGMA data_version").fetchone()[0]
-        return int(own) * 1_000_003 + int(other)
+        """Changes whenever any connection (this process or another) commits; the same
+        number in every thread (the watching connection never writes)."""
+        with self._watch_lock:
+            return int(self._watch.execute("PRAGMA data_version").fetchone()[0])

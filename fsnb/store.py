@@ -249,7 +249,7 @@ class FeatureStore:
                 merged = {f: stored.get(f) or t for f, t in candidate.feature_types.items()}
                 candidate = candidate.with_schema(candidate.entity_types or {}, merged)  # type: ignore[arg-type]
                 check_batch(con, candidate, table)  # the data fits the stored types too
-            check_view(candidate)  # what every store can hold
+            check_view(candidate, self.online.columns(view.name))  # what every store can hold
             if current is not None:
                 _check_compatible(current.view, candidate, has_data=lambda: self.offline.has_rows(con, view.name))
             changes = _diff(current.view, candidate) if current else []
@@ -286,7 +286,7 @@ class FeatureStore:
         return self._register_definition_unchecked(current, candidate)
 
     def _register_definition_unchecked(self, current: ViewVersion | None, candidate: FeatureView) -> Registration:
-        check_view(candidate)  # what every store can hold, with or without data
+        check_view(candidate, self.online.columns(candidate.name))  # what every store can hold, data or not
         changes = _diff(current.view, candidate) if current else []
         new_version = current is None or candidate.to_dict() != current.view.to_dict()
         if new_version:

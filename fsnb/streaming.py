@@ -151,6 +151,17 @@ def log_of(store: FeatureStore) -> FeatureLog:
     """The store's feature log (the one place that picks the backend)."""
     log: FeatureLog | None = store.__dict__.get("_fsnb_log")
     if log is None:
+        with _LOG_OPEN:  # one log object per store, whichever thread asks first
+            return _open_log(store)
+    return log
+
+
+_LOG_OPEN = threading.Lock()
+
+
+def _open_log(store: FeatureStore) -> FeatureLog:
+    log: FeatureLog | None = store.__dict__.get("_fsnb_log")
+    if log is None:
         url = getattr(getattr(store, "config", None), "log", None)
         if url in (None, "sqlite"):
             log = SqliteLog(store.path)

@@ -28,7 +28,8 @@ from fsnb.timeutil import NS_RANGE, is_ns, outside_ns_range
 #   128-bit integer type must fit in BIGINT.
 RESERVED = re.compile(r"^_+fsnb", re.IGNORECASE)
 MAX_COLUMNS = 2000
-ONLINE_SYSTEM_COLUMNS = 3  # event time, created time, sequence
+_ONLINE_SYSTEM_NAMES = ("_fsnb_ts", "_fsnb_created", "_fsnb_seq")  # event time, created time, sequence
+ONLINE_SYSTEM_COLUMNS = len(_ONLINE_SYSTEM_NAMES)
 MAX_NAME_LENGTH = 255
 _WIDE_INTS = {"UBIGINT", "HUGEINT", "UHUGEINT"}
 
@@ -71,17 +72,23 @@ def check_column_names(where: str, columns: Iterable[str], error: type[Exception
             raise error(msg)
 
 
-def check_view(view: FeatureView) -> None:
-    """What every store can hold of a definition: its names and, if online, its width."""
+def check_view(view: FeatureView, online_columns: Iterable[str] = ()) -> None:
+    """What every store can hold of a definition: its names and, if online, its width
+    (online_columns: the columns the view's online table already has, since a new
+    version adds its new features to them)."""
     where = f"feature view '{view.name}'"
     check_column_names(where, [*view.system_columns, *view.feature_names], InvalidDefinition)
     if view.online:
-        width = len(view.entity_columns) + ONLINE_SYSTEM_COLUMNS + len(view.feature_names)
+        own = {*view.entity_columns, *_ONLINE_SYSTEM_NAMES, *view.feature_names}
+        width = len(own | set(online_columns))
         if width > MAX_COLUMNS:
             most = MAX_COLUMNS - ONLINE_SYSTEM_COLUMNS - len(view.entity_columns)
+            kept = width - len(own)
+            earlier = f" (with {kept} kept from earlier versions)" if kept else ""
             msg = (
-                f"{where} has {len(view.feature_names)} features; an online view holds at most {most}; "
-                "split it into several views or register it with online=False"
+                f"{where} has {width - ONLINE_SYSTEM_COLUMNS - len(view.entity_columns)} online features{earlier}; "
+                f"an online view holds at most {most}; split it into several views, register it with "
+                "online=False, or delete it and register it anew"
             )
             raise InvalidDefinition(msg)
 

@@ -1,11 +1,13 @@
-"""Two processes on one store: one ingesting, one reading online and the registry."""
+"""Two processes on one store (one ingesting, one reading online and the registry), and
+one store object shared by threads."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import textwrap
-from datetime import datetime
+import threading
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -111,3 +113,73 @@ def test_a_held_store_gives_a_clear_error_after_the_wait(tmp_path: Path) -> None
     finally:
         holder.kill()
         holder.wait()
+
+
+
+# -- one store object, many threads ----------------------------------------------------
+KEYS = 20_000  # a materialization long enough for readers to run while it writes
+
+
+def _rounds_frame(round_: int, keys: int = KEYS) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "k": list(range(keys)),
+            "event_timestamp": [datetime(2024, 1, 1) + timedelta(minutes=round_)] * keys,
+            "x": [round_] * keys,
+        }
+    )
+
+
+def test_one_store_object_serves_reader_threads_while_it_writes(online_store: fsnb.FeatureStore) -> None:
+    """Reader threads (online, historical, listing) on the object the main thread
+    ingests, materializes and pushes through: no error, and only committed values
+    (on one shared SQLite connection, readers saw half a materialization, or failed
+    with "not an error" / "another row available")."""
+    store = online_store
+    store.register(fsnb.FeatureView("m", entities=["k"]), _rounds_frame(0))
+    store.register(fsnb.FeatureView("s", entities=["k"], sync="stream"))
+    store.push("s", _rounds_frame(0, 50))
+    store.materialize(end=datetime(2030, 1, 1), progress=False)
+    labels = pl.DataFrame({"k": [1, 2, 3], "event_timestamp": [datetime(2025, 1, 1)] * 3})
+    spread = [{"k": k} for k in range(0, KEYS, 997)]
+    rounds = 3
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    reads = [0]
+
+    def reader(n: int) -> None:
+        try:
+            while not stop.is_set():
+                many = store.get_online_features("m:x", spread)["x"]
+                assert len(set(many)) == 1 and 0 <= many[0] < rounds, many  # one whole materialization
+                one = store.get_online_features(["m:x"], [{"k": n}])["x"]
+                assert one[0] is not None and 0 <= one[0] < rounds, one
+                reads[0] += 1
+                if n:
+                    continue  # the others hammer the online store; this one does the rest
+                streamed = store.get_online_features("s:x", [{"k": k} for k in range(10)])["x"]
+                assert len(set(streamed)) == 1 and 0 <= streamed[0] < rounds, streamed  # one whole push
+                assert [v.name for v in store.list_feature_views()] == ["m", "s"]
+                hist = store.get_historical_features(labels, ["m:x"])
+                assert hist.height == 3 and all(0 <= v < rounds for v in hist["x"]), hist
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader, args=(n,)) for n in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for r in range(1, rounds):
+            store.ingest("m", _rounds_frame(r))
+            store.materialize(end=datetime(2030, 1, 1), progress=False)
+            store.push("s", _rounds_frame(r, 50))
+            if errors:
+                break
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    assert not errors, repr(errors[0])
+    assert reads[0] > 0
+    assert store.get_online_features("m:x", [{"k": 3}])["x"] == [rounds - 1]
+    assert store.get_online_features("s:x", [{"k": 3}])["x"] == [rounds - 1]

@@ -213,3 +213,15 @@ def test_a_log_from_before_view_ids_is_still_applied(tmp_path: Path) -> None:
     store.sync()
     assert store.get_online_features("v:x", [{"k": 2}])["x"] == [2]
     store.close()
+
+
+def test_versions_cannot_widen_the_online_table_past_what_it_holds(store: fsnb.FeatureStore) -> None:
+    """A new version adds its features to the online table's columns: the sum is checked."""
+    store.register(fsnb.FeatureView("v", entities=["k"], features={f"a{i}": "BIGINT" for i in range(1000)}))
+    store.materialize()  # an empty view: nothing to copy, no table yet
+    store.ingest("v", pl.DataFrame({"k": [1], "event_timestamp": [T0], **{f"a{i}": [i] for i in range(1000)}}))
+    store.materialize(end=T0 + dt.timedelta(days=1))
+    with pytest.raises(FsnbError, match="kept from earlier versions") as excinfo:
+        store.register(fsnb.FeatureView("v", entities=["k"], features={f"b{i}": "BIGINT" for i in range(1000)}))
+    one_line_error(excinfo)
+    assert store.version_of("v") == 1
