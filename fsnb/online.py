@@ -19,13 +19,15 @@ from typing import Any
 
 from fsnb import types
 from fsnb.definitions import FeatureView
-from fsnb.registry import connect_sqlite
+from fsnb.errors import one_line
+from fsnb.registry import connect_sqlite, damaged, is_damage, refuse_empty_file
 from fsnb.sqlnames import online_table, q, qlist
 
 TS, CREATED, SEQ = "_fsnb_ts", "_fsnb_created", "_fsnb_seq"
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MAX_VARS = 30000
 _us = timedelta(microseconds=1)
+ONLINE_HINT = "move it away and run %materialize (store.materialize()) to rebuild it from the offline store"
 
 
 def encode_sql(column: str, duck_type: str) -> str:
@@ -66,16 +68,23 @@ def to_us(value: datetime) -> int:
 class OnlineStore:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.con = connect_sqlite(path)
-        # Up to 64 MB of pages in memory: batch reads seek all over the table, and
-        # SQLite's 2 MB default makes them go back to the OS (a 25% slower 1,000-key read).
-        self.con.execute("PRAGMA cache_size=-65536")
-        # Streamed upserts land on random pages; checkpointing the WAL every 40 MB rather
-        # than every 4 MB costs readers nothing measurable and pushes 10% less time.
-        self.con.execute("PRAGMA wal_autocheckpoint=10000")
-        self.con.execute(
-            "CREATE TABLE IF NOT EXISTS _fsnb_watermarks (name TEXT PRIMARY KEY, end_us INTEGER, seq INTEGER, updated_at REAL)"
-        )
+        refuse_empty_file(path, ONLINE_HINT)
+        try:
+            self.con = connect_sqlite(path)
+            # Up to 64 MB of pages in memory: batch reads seek all over the table, and
+            # SQLite's 2 MB default makes them go back to the OS (a 25% slower 1,000-key read).
+            self.con.execute("PRAGMA cache_size=-65536")
+            # Streamed upserts land on random pages; checkpointing the WAL every 40 MB rather
+            # than every 4 MB costs readers nothing measurable and pushes 10% less time.
+            self.con.execute("PRAGMA wal_autocheckpoint=10000")
+            self.con.execute(
+                "CREATE TABLE IF NOT EXISTS _fsnb_watermarks (name TEXT PRIMARY KEY, end_us INTEGER, seq INTEGER, updated_at REAL)"
+            )
+            self.con.execute("SELECT count(*) FROM sqlite_master").fetchall()  # reads every table's schema
+        except sqlite3.DatabaseError as exc:
+            if is_damage(exc):
+                raise damaged(path, one_line(exc), ONLINE_HINT) from None
+            raise
         self._columns: dict[str, list[str]] = {}
 
     def close(self) -> None:

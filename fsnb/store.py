@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from fsnb.errors import (
     InvalidData,
     InvalidDefinition,
     SchemaMismatch,
+    StoreError,
     UnknownFeature,
     closest,
 )
@@ -132,7 +134,10 @@ class FeatureStore:
 
             value = uuid.uuid4().hex[:12]
             self.registry.set("store_id", value)
-        return str(value)
+        if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{12}", value):  # it names Redis keys
+            msg = f"{self.registry.path}: the store id {value!r:.40} is not one fsnb wrote; restore the file from a backup"
+            raise StoreError(msg)
+        return value
 
     def close(self) -> None:
         self.registry.close()
@@ -247,7 +252,8 @@ class FeatureStore:
 
     def delete_feature_view(self, name: str) -> None:
         """Remove a view, all its versions, its offline history and online values."""
-        self.registry.latest(name)
+        if not self.registry.has(name):  # a view with unreadable rows can still be deleted
+            self.registry.latest(name)  # raises with a suggestion
         self.offline.drop(name)
         self.online.drop(name)
         self.registry.delete_view(name)
