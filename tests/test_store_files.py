@@ -4,6 +4,7 @@ files are one clear error naming the file (DESIGN section 10)."""
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -148,10 +149,18 @@ def _offline_tables(path: Path) -> dict[str, int]:
         con.close()
 
 
-@pytest.fixture
-def built(tmp_path: Path) -> Path:
-    path = tmp_path / "store"
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "store"
     _build(path)
+    return path
+
+
+@pytest.fixture
+def built(template: Path, tmp_path: Path) -> Path:
+    """A copy of a real small store (built once per module)."""
+    path = tmp_path / "store"
+    shutil.copytree(template, path)
     return path
 
 
@@ -174,7 +183,7 @@ def test_an_injected_type_in_the_registry_never_runs_its_sql(built: Path, where:
             lambda: store.get_historical_features(LABELS, ["victim:amount"]),
             lambda: store.get_online_features(["victim:amount"], [{"user_id": 1}]),
         ):
-            with pytest.raises(StoreError, match="registry.sqlite") as info:
+            with pytest.raises(StoreError, match=r"registry\.sqlite") as info:
                 action()
             assert one_line_fsnb_error(info.value) and "victim" in str(info.value)
         # The other view keeps working, and so does materialize for it.
@@ -226,7 +235,7 @@ def test_each_field_of_a_definition_is_checked(built: Path, field: str, value: o
     _set(built, "UPDATE views SET definition = ? WHERE name = 'victim'", json.dumps(definition))
     store = fsnb.FeatureStore(built)
     try:
-        with pytest.raises(StoreError, match="registry.sqlite") as info:
+        with pytest.raises(StoreError, match=r"registry\.sqlite") as info:
             store.ingest("victim", EVENTS)
         assert one_line_fsnb_error(info.value)
         assert store.registry.names() == ["other"]
@@ -279,7 +288,7 @@ def test_a_registry_of_another_shape_is_refused(tmp_path: Path) -> None:
     con.execute("CREATE TABLE views (name TEXT, stuff TEXT)")
     con.commit()
     con.close()
-    with pytest.raises(StoreError, match="registry.sqlite.*not an fsnb registry"):
+    with pytest.raises(StoreError, match=r"registry\.sqlite.*not an fsnb registry"):
         fsnb.FeatureStore(path)
 
 
