@@ -79,7 +79,11 @@ def cmd_list(args: argparse.Namespace) -> int:
                 f"  {name}  v{latest.version}  keys {','.join(view.entity_columns)}  "
                 f"{len(view.feature_names)} features  {rows if rows is not None else 0} rows  {where}"
             )
+        for name, problem in registry.broken().items():  # listed, so that it can be restored or deleted
+            print(f"  {name}  UNREADABLE: {problem}")
         sets = registry.training_sets()
+        for name, problem in registry.broken_training_sets().items():
+            print(f"  training set {name}  UNREADABLE: {problem}")
         if sets:
             print(f"{len(sets)} training set{'s' if len(sets) != 1 else ''}")
         for record in sets:

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any, Literal, cast
 
 from fsnb.errors import InvalidDefinition
+from fsnb.types import parse_type
 
 _TTL_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(d|h|m|s|w)\s*$")
 _TTL_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
@@ -122,6 +123,9 @@ class FeatureView:
         if len(set(entities)) != len(entities):
             msg = f"feature view '{self.name}' lists an entity column twice: {entities}"
             raise InvalidDefinition(msg)
+        check_name("timestamp column", self.timestamp_field)
+        if self.created_timestamp_field is not None:
+            check_name("created timestamp column", self.created_timestamp_field)
         object.__setattr__(self, "entities", tuple(entities))
         check_name("timestamp column", self.timestamp_field)
         if self.timestamp_field in entities:
@@ -159,7 +163,7 @@ class FeatureView:
                     raise InvalidDefinition(msg)
                 names = _names("feature", self.name, list(features))
                 feats: tuple[tuple[str, str | None], ...] = tuple(
-                    (n, str(t).upper()) for n, t in zip(names, features.values(), strict=True)
+                    (n, _feature_type(self.name, n, t)) for n, t in zip(names, features.values(), strict=True)
                 )
             else:
                 names = _names("feature", self.name, features)
@@ -175,7 +179,10 @@ class FeatureView:
             object.__setattr__(self, "features", feats)
         object.__setattr__(self, "tags", _str_map("tags", self.name, self.tags or {}))
         if self.entity_types is not None:
-            object.__setattr__(self, "entity_types", _str_map("entity_types", self.name, self.entity_types))
+            mapping = _str_map("entity_types", self.name, self.entity_types)
+            object.__setattr__(
+                self, "entity_types", {check_name("entity column", k): parse_type(t) for k, t in mapping.items()}
+            )
 
     # -- derived -----------------------------------------------------------------
     @property
@@ -233,21 +240,47 @@ class FeatureView:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FeatureView:
-        feats = data.get("features")
+        """Rebuild a view from to_dict()'s output, checking every field's type.
+
+        The dict comes from a store file that may be damaged or crafted: anything that
+        to_dict() could not have written raises InvalidDefinition (the registry names
+        the file).
+        """
+        if not isinstance(data, Mapping):
+            msg = f"a definition must be a JSON object, not {type(data).__name__}"
+            raise InvalidDefinition(msg)
+        missing = [k for k in ("name", "entities", "timestamp_field") if k not in data]
+        if missing:
+            msg = f"the definition lacks {', '.join(missing)}"
+            raise InvalidDefinition(msg)
+        entities = _field(data, "entities", list)
+        feats = _field(data, "features", list, optional=True)
+        entity_types = _field(data, "entity_types", dict, optional=True)
         ttl = data.get("ttl_seconds")
+        if ttl is not None:
+            if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not math.isfinite(ttl):
+                msg = f"ttl_seconds must be a number of seconds or null, not {ttl!r:.40}"
+                raise InvalidDefinition(msg)
+            if not 0 <= ttl <= timedelta.max.total_seconds() / 2:
+                msg = f"ttl_seconds {ttl!r:.40} is out of range"
+                raise InvalidDefinition(msg)
+        online = data.get("online", True)
+        if not isinstance(online, bool):
+            msg = f"online must be true or false, not {online!r:.40}"
+            raise InvalidDefinition(msg)
         return cls(
-            name=data["name"],
-            entities=tuple(data["entities"]),
-            timestamp_field=data["timestamp_field"],
-            created_timestamp_field=data.get("created_timestamp_field"),
+            name=_field(data, "name", str),
+            entities=tuple(entities),
+            timestamp_field=_field(data, "timestamp_field", str),
+            created_timestamp_field=_field(data, "created_timestamp_field", str, optional=True),
             ttl=timedelta(seconds=ttl) if ttl is not None else None,
             features=None if feats is None else _features_from_pairs(feats),
-            online=bool(data.get("online", True)),
-            sync=data.get("sync", "materialize"),
-            description=data.get("description", ""),
-            tags=data.get("tags") or {},
-            query=data.get("query"),
-            entity_types=data.get("entity_types"),
+            online=online,
+            sync=_field(data, "sync", str, default="materialize"),
+            description=_field(data, "description", str, default=""),
+            tags=_field(data, "tags", dict, optional=True) or {},
+            query=_field(data, "query", str, optional=True),
+            entity_types=entity_types,
         )
 
     def definition_hash(self) -> str:
@@ -267,8 +300,37 @@ class FeatureView:
         return feature_view_html(self)
 
 
-def _features_from_pairs(pairs: Iterable[Sequence[Any]]) -> Any:
-    pairs = [tuple(p) for p in pairs]
+def _feature_type(view: str, feature: str, duck_type: object) -> str:
+    try:
+        return parse_type(duck_type)
+    except InvalidDefinition as exc:
+        msg = f"feature '{feature}' of '{view}': {exc}"
+        raise InvalidDefinition(msg) from None
+
+
+def _field(data: Mapping[str, Any], key: str, kind: type, *, optional: bool = False, default: Any = None) -> Any:
+    """data[key] when it has type kind; default when absent; None when optional and null."""
+    if key not in data:
+        return default
+    value = data[key]
+    if value is None and optional:
+        return None
+    if not isinstance(value, kind):
+        kinds: dict[type, str] = {str: "a string", list: "a JSON array", dict: "a JSON object"}
+        what = kinds[kind]
+        msg = f"'{key}' must be {what}, not {value!r:.40}"
+        raise InvalidDefinition(msg)
+    return value
+
+
+def _features_from_pairs(pairs: Iterable[Any]) -> Any:
+    pairs = list(pairs)
+    if not all(
+        isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and (p[1] is None or isinstance(p[1], str))
+        for p in pairs
+    ):
+        msg = "'features' must be a list of [name, type or null] pairs"
+        raise InvalidDefinition(msg)
     if all(t is not None for _, t in pairs):
         return {n: t for n, t in pairs}
     return [n for n, _ in pairs]

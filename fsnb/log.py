@@ -27,12 +27,13 @@ from typing import Protocol
 
 import pyarrow as pa
 
-from fsnb.errors import StoreError
+from fsnb.errors import StoreError, one_line
 from fsnb.registry import ThreadConnections
 from fsnb.timeutil import now_us
 
 LOG_FILE = "log.sqlite"
 CONSUMERS = ("online", "offline")
+_LOG_HINT = "restore it, or move it away to start a new log (pushes not yet applied are lost)"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -162,6 +163,10 @@ class SqliteLog:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.path = directory / LOG_FILE
+        from fsnb.registry import refuse_empty_file
+
+        refuse_empty_file(self.path, _LOG_HINT)
+
         # One connection per thread for each of the two (a store object may be shared by threads).
         try:
             con = ThreadConnections(lambda: _connect_log(self.path, durable=True))
@@ -169,7 +174,7 @@ class SqliteLog:
             if "view_id" not in [r[1] for r in con.execute("PRAGMA table_info(entries)")]:
                 con.execute("ALTER TABLE entries ADD COLUMN view_id TEXT NOT NULL DEFAULT ''")  # a log from before
         except sqlite3.DatabaseError as exc:
-            msg = f"cannot open the feature log {self.path}: {exc}; move the file away to start a new log"
+            msg = f"cannot open the feature log {self.path}: {one_line(exc)}; move the file away to start a new log"
             raise StoreError(msg) from None
         self.con = con
         # Offsets and settings go through a second connection without the per-commit
@@ -325,6 +330,9 @@ def uncommitted(directory: Path) -> dict[str, int] | None:
     path = directory / LOG_FILE
     if not path.exists():
         return None
+    from fsnb.registry import damaged, is_damage, refuse_empty_file
+
+    refuse_empty_file(path, _LOG_HINT)
     try:
         con = sqlite3.connect(path, timeout=5)
         try:
@@ -333,6 +341,8 @@ def uncommitted(directory: Path) -> dict[str, int] | None:
             done = dict(con.execute("SELECT name, committed FROM consumers").fetchall())
         finally:
             con.close()
-    except sqlite3.Error:
+    except sqlite3.Error as exc:
+        if is_damage(exc):  # a damaged log is news at open, not at the first push
+            raise damaged(path, one_line(exc), _LOG_HINT) from None
         return None
     return {c: end - int(done.get(c, 0)) for c in CONSUMERS}

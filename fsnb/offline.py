@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import threading
 import time
 import uuid
@@ -24,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from fsnb.definitions import FeatureView
-from fsnb.errors import StoreBusy, StoreError
+from fsnb.errors import StoreBusy, StoreError, one_line
 from fsnb.sqlnames import ENTRY, INGESTED_AT, SEQ, offline_table, q, qlist
 from fsnb.validation import CheckedBatch
 
@@ -44,6 +45,8 @@ _META_COLUMNS = {
     "last_ingested": "TIMESTAMPTZ",
 }
 EVENT_TIME_TYPE = "TIMESTAMPTZ_NS"
+# How DuckDB says a database file is damaged (rather than held, missing or not permitted).
+_DAMAGE = re.compile(r"not a valid DuckDB database|Could not read|corrupt|checksum|truncat", re.IGNORECASE)
 # DuckDB 2 refuses new work on a connection with an unfinished result, so every
 # query here is read with fetchall(), never fetchone().
 
@@ -88,6 +91,11 @@ class OfflineStore:
                     # This process holds the file now: a write still in flight is a dead writer's.
                     self.journal.recover(con)
                 yield con
+            except duckdb.IOException as exc:
+                # A damaged file can open and fail on its first read of a lost block.
+                if str(self.path) in str(exc) and _DAMAGE.search(str(exc)):
+                    raise _damaged(self.path, one_line(exc)) from None
+                raise
             finally:
                 self._con = None
                 con.close()
@@ -99,9 +107,13 @@ class OfflineStore:
             try:
                 con = duckdb.connect(str(self.path))
                 break
+            except (duckdb.SerializationException, duckdb.InternalException, duckdb.InvalidInputException) as exc:
+                raise _damaged(self.path, one_line(exc)) from None
             except duckdb.IOException as exc:
                 text = str(exc)
-                if "lock" not in text.lower():
+                if _DAMAGE.search(text):
+                    raise _damaged(self.path, one_line(exc)) from None
+                if not re.search(r"\block", text, re.IGNORECASE):  # "lock", not "block"
                     msg = f"cannot open the offline store {self.path}: {text.splitlines()[0]}"
                     raise StoreError(msg) from None
                 if time.monotonic() >= deadline:
@@ -113,19 +125,23 @@ class OfflineStore:
                     raise StoreBusy(msg) from None
                 time.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 0.25)
-        # Naive timestamps mean UTC: casts to TIMESTAMPTZ must not depend on the machine's zone.
-        con.execute("SET TimeZone = 'UTC'")
-        # DuckDB's own progress bar prints to stdout, in the middle of notebook output.
-        con.execute("SET enable_progress_bar = false")
-        con.execute(
-            f"CREATE TABLE IF NOT EXISTS {_META} (name VARCHAR PRIMARY KEY, next_seq BIGINT NOT NULL, has_ties BOOLEAN NOT NULL)"
-        )
-        have = {r[0] for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [_META]
-        ).fetchall()}
-        for column, kind in _META_COLUMNS.items():
-            if column not in have:
-                con.execute(f"ALTER TABLE {_META} ADD COLUMN {q(column)} {kind}")
+        try:
+            # Naive timestamps mean UTC: casts to TIMESTAMPTZ must not depend on the machine's zone.
+            con.execute("SET TimeZone = 'UTC'")
+            # DuckDB's own progress bar prints to stdout, in the middle of notebook output.
+            con.execute("SET enable_progress_bar = false")
+            con.execute(
+                f"CREATE TABLE IF NOT EXISTS {_META} (name VARCHAR PRIMARY KEY, next_seq BIGINT NOT NULL, has_ties BOOLEAN NOT NULL)"
+            )
+            have = {r[0] for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [_META]
+            ).fetchall()}
+            for column, kind in _META_COLUMNS.items():
+                if column not in have:
+                    con.execute(f"ALTER TABLE {_META} ADD COLUMN {q(column)} {kind}")
+        except duckdb.Error as exc:
+            con.close()
+            raise _damaged(self.path, one_line(exc)) from None
         return con
 
     # -- schema ----------------------------------------------------------------
@@ -426,6 +442,13 @@ def _target_type(view: FeatureView, column: str) -> str:
     if column in view.entity_columns:
         return (view.entity_types or {})[column]
     return view.feature_types.get(column) or "VARCHAR"
+
+
+def _damaged(path: Path, detail: str) -> StoreError:
+    return StoreError(
+        f"{path} is damaged ({detail}); restore it from a backup, or move it away "
+        "to start an empty offline store (its feature history is then lost)"
+    )
 
 
 def _lock_holder(text: str) -> str:

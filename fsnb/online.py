@@ -19,7 +19,8 @@ from typing import Any
 
 from fsnb import types
 from fsnb.definitions import FeatureView
-from fsnb.registry import ThreadConnections, connect_sqlite
+from fsnb.errors import one_line
+from fsnb.registry import ThreadConnections, connect_sqlite, damaged, is_damage, refuse_empty_file
 from fsnb.sqlnames import online_table, q, qlist
 from fsnb.timeutil import is_ns
 
@@ -27,6 +28,7 @@ TS, CREATED, SEQ = "_fsnb_ts", "_fsnb_created", "_fsnb_seq"
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MAX_VARS = 30000
 _us = timedelta(microseconds=1)
+ONLINE_HINT = "move it away and run %materialize (store.materialize()) to rebuild it from the offline store"
 
 
 # SQLite stores a float NaN as NULL, so fsnb stores it as this text (in Redis too) and
@@ -132,11 +134,18 @@ def _connect_online(path: Path) -> sqlite3.Connection:
 class OnlineStore:
     def __init__(self, path: Path) -> None:
         self.path = path
-        # One connection per thread (a store object may be shared by threads).
-        self.con = ThreadConnections(lambda: _connect_online(path))
-        self.con.execute(
-            "CREATE TABLE IF NOT EXISTS _fsnb_watermarks (name TEXT PRIMARY KEY, end_us INTEGER, seq INTEGER, updated_at REAL)"
-        )
+        refuse_empty_file(path, ONLINE_HINT)
+        try:
+            # One connection per thread (a store object may be shared by threads).
+            self.con = ThreadConnections(lambda: _connect_online(path))
+            self.con.execute(
+                "CREATE TABLE IF NOT EXISTS _fsnb_watermarks (name TEXT PRIMARY KEY, end_us INTEGER, seq INTEGER, updated_at REAL)"
+            )
+            self.con.execute("SELECT count(*) FROM sqlite_master").fetchall()  # reads every table's schema
+        except sqlite3.DatabaseError as exc:
+            if is_damage(exc):
+                raise damaged(path, one_line(exc), ONLINE_HINT) from None
+            raise
         self._columns: dict[str, list[str]] = {}
 
     def close(self) -> None:

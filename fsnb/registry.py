@@ -8,19 +8,22 @@ server extension) can read it while another one holds the offline database.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from fsnb.definitions import FeatureView
-from fsnb.errors import StoreError, UnknownFeatureView, closest
+from fsnb.definitions import FeatureView, check_name
+from fsnb.errors import StoreError, UnknownFeatureView, closest, one_line
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS views (
@@ -189,6 +192,56 @@ class ThreadConnections:
             self._open.clear()
 
 
+# -- damaged store files ---------------------------------------------------------------
+REGISTRY_HINT = "restore it from a backup (it holds the store's definitions), or move the store away to start a new one"
+_DAMAGE_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+_EMPTY_GRACE_S = 0.5  # a file another process has just created gets its header within microseconds
+
+
+def damaged(path: Path, detail: str, hint: str) -> StoreError:
+    """The one-line error for a store file that exists but cannot be read."""
+    return StoreError(f"{path} is damaged ({detail}); {hint}")
+
+
+def refuse_empty_file(path: Path, hint: str) -> None:
+    """A store file that exists with 0 bytes is a truncated copy, not a new store.
+
+    (A missing file is a new store; fsnb writes a header the moment it creates one,
+    so a 0-byte file that stays empty for a moment is damage.)
+    """
+    deadline = time.monotonic() + _EMPTY_GRACE_S
+    while True:
+        try:
+            if path.stat().st_size > 0:
+                return
+        except FileNotFoundError:
+            return
+        if time.monotonic() >= deadline:
+            raise damaged(path, "the file is empty", hint)
+        time.sleep(0.02)
+
+
+def is_damage(exc: sqlite3.Error) -> bool:
+    """True for SQLite's "not a database" and "malformed" errors (not for locks or permissions)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return (code is not None and code & 0xFF in _DAMAGE_CODES) or any(
+        text in str(exc) for text in ("file is not a database", "malformed")
+    )
+
+
+def _sqlite_damage(path: Path, exc: sqlite3.Error, hint: str) -> StoreError:
+    return damaged(path, one_line(exc), hint)
+
+
+# What each table must have (a file that lacks them is not an fsnb registry).
+_COLUMNS = {
+    "views": {"name", "version", "definition", "definition_hash", "created_at"},
+    "view_stats": {"name", "stats", "updated_at"},
+    "training_sets": {"id", "name", "fingerprint", "detail", "created_at"},
+    "kv": {"key", "value"},
+}
+
+
 class Registry:
     """Definitions and metadata of one store."""
 
@@ -197,15 +250,27 @@ class Registry:
         (what the JupyterLab server extension does beside a kernel that writes it)."""
         self.path = path
         self._local = threading.local()  # each thread's view cache (see _cache)
-        self._con = ThreadConnections(lambda: connect_sqlite(path, readonly=readonly))
-        if not readonly:
-            self._con.executescript(_SCHEMA)
+        refuse_empty_file(path, REGISTRY_HINT)
+        try:
+            self._con = ThreadConnections(lambda: connect_sqlite(path, readonly=readonly))
+            try:
+                if not readonly:
+                    self._con.executescript(_SCHEMA)
+                self._check_file()
+            except BaseException:
+                self._con.close()
+                raise
+        except sqlite3.DatabaseError as exc:
+            if is_damage(exc):
+                raise _sqlite_damage(path, exc, REGISTRY_HINT) from None
+            raise
         # Watches for commits by any connection (another thread's or process's): its
         # data_version is one number for every thread of the store to compare.
         self._watch = connect_sqlite(path, readonly=readonly)
         self._watch_lock = threading.Lock()
         self._cache_version = -1
         self._cache = {}
+        self._broken: dict[str, str] = {}  # view name -> why its rows cannot be read
 
     # PRAGMA data_version is per connection, and so per thread: so is the cache of
     # newest versions that it keeps fresh.
@@ -226,6 +291,40 @@ class Registry:
     @_cache_version.setter
     def _cache_version(self, value: int) -> None:
         self._local.version = value
+
+    def _check_file(self) -> None:
+        """Refuse a file whose pages are damaged or whose tables are not fsnb's."""
+        (result,) = self._con.execute("PRAGMA quick_check(1)").fetchone()
+        if result != "ok":
+            raise damaged(self.path, f"SQLite's check says: {str(result)[:100]}", REGISTRY_HINT)
+        for table, wanted in _COLUMNS.items():
+            have = {row[1] for row in self._con.execute(f"PRAGMA table_info({table})")}
+            if not wanted <= have:
+                missing = ", ".join(sorted(wanted - have))
+                raise damaged(self.path, f"table {table} lacks {missing}; it is not an fsnb registry", REGISTRY_HINT)
+
+    def _bad(self, what: str, problem: str) -> StoreError:
+        return StoreError(f"{self.path}: {what} is unreadable ({problem}); {REGISTRY_HINT}")
+
+    def _view_row(self, name: object, version: object, definition: object, created_at: object) -> ViewVersion:
+        """One row of views, checked field by field (StoreError naming the file otherwise)."""
+        what = f"the definition of {name!r:.60} version {version!r:.20}"
+        try:
+            check_name("feature view", name)  # type: ignore[arg-type]
+            if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+                msg = "its version is not a positive integer"
+                raise ValueError(msg)
+            _timestamp(created_at)
+            if not isinstance(definition, str):
+                msg = "the definition is not JSON text"
+                raise ValueError(msg)
+            view = FeatureView.from_dict(_json(definition))
+            if view.name != name:
+                msg = f"it defines '{view.name}'"
+                raise ValueError(msg)
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise self._bad(what, one_line(exc)) from None
+        return ViewVersion(view, version, float(created_at))  # type: ignore[arg-type]
 
     def close(self) -> None:
         self._con.close()
@@ -260,26 +359,42 @@ class Registry:
             "SELECT name, version, definition, created_at FROM views v "
             "WHERE version = (SELECT max(version) FROM views w WHERE w.name = v.name)"
         ).fetchall()
-        self._cache = {
-            name: ViewVersion(FeatureView.from_dict(json.loads(d)), ver, ts) for name, ver, d, ts in rows
-        }
+        # One unreadable view must not take the others down: it is set aside (latest()
+        # raises for it, broken() lists it) and every other view keeps working.
+        cache: dict[str, ViewVersion] = {}
+        broken: dict[str, str] = {}
+        for name, ver, d, ts in rows:
+            try:
+                cache[name] = self._view_row(name, ver, d, ts)
+            except StoreError as exc:
+                broken[str(name)] = str(exc)
+        self._cache, self._broken = cache, broken
         self._cache_version = version
 
     def names(self) -> list[str]:
+        """The views that can be read (see broken() for the others)."""
         self._refresh()
         return sorted(self._cache)
+
+    def broken(self) -> dict[str, str]:
+        """View name -> the one-line error of each view whose registry rows are unreadable."""
+        self._refresh()
+        return dict(self._broken)
 
     def latest(self, name: str) -> ViewVersion:
         self._refresh()
         try:
             return self._cache[name]
         except KeyError:
+            if name in self._broken:
+                raise StoreError(self._broken[name]) from None
             msg = f"no feature view '{name}'{closest(name, self._cache)}"
             raise UnknownFeatureView(msg) from None
 
     def has(self, name: str) -> bool:
+        """True for every view with rows, readable or not (a broken one is not a free name)."""
         self._refresh()
-        return name in self._cache
+        return name in self._cache or name in self._broken
 
     def versions(self, name: str) -> list[ViewVersion]:
         rows = self._con.execute(
@@ -287,7 +402,7 @@ class Registry:
         ).fetchall()
         if not rows:
             self.latest(name)  # raises with a suggestion
-        return [ViewVersion(FeatureView.from_dict(json.loads(d)), v, ts) for v, d, ts in rows]
+        return [self._view_row(name, v, d, ts) for v, d, ts in rows]
 
     def put(self, view: FeatureView, *, in_place_version: int | None = None) -> int:
         """Store view as a new version (or overwrite in_place_version); return its version."""
@@ -378,7 +493,7 @@ class Registry:
 
     # -- statistics and watermarks ---------------------------------------------
     def set_stats(self, name: str, stats: dict[str, Any]) -> None:
-        self._write_stats(self._con, name, stats)
+        self._write_stats(self._con.get(), name, stats)
 
     @staticmethod
     def _write_stats(con: sqlite3.Connection, name: str, stats: dict[str, Any]) -> None:
@@ -397,19 +512,46 @@ class Registry:
             "WHERE v.version = (SELECT max(version) FROM views w WHERE w.name = v.name) "
             "ORDER BY v.name"
         ).fetchall()
-        return [
-            ViewSummary(
-                ViewVersion(FeatureView.from_dict(json.loads(definition)), int(version), created_at),
-                int(count),
-                json.loads(stats) if stats else {},
-                stats_at,
-            )
-            for _name, version, definition, created_at, count, stats, stats_at in rows
-        ]
+        out = []
+        for name, version, definition, created_at, count, stats, stats_at in rows:
+            try:  # an unreadable view is left out here and listed by broken()
+                latest = self._view_row(name, version, definition, created_at)
+                checked = self._stats_row(name, stats, stats_at) if stats is not None else {}
+            except StoreError:
+                continue
+            out.append(ViewSummary(latest, int(count), checked, None if stats is None else float(stats_at)))
+        return out
 
     def stats(self, name: str) -> dict[str, Any]:
-        row = self._con.execute("SELECT stats FROM view_stats WHERE name = ?", (name,)).fetchone()
-        return json.loads(row[0]) if row else {}
+        row = self._con.execute("SELECT stats, updated_at FROM view_stats WHERE name = ?", (name,)).fetchone()
+        return self._stats_row(name, row[0], row[1]) if row else {}
+
+    def _stats_row(self, name: str, stats: object, updated_at: object) -> dict[str, Any]:
+        """One row of view_stats, checked (counts are non-negative integers, times ISO text)."""
+        try:
+            _timestamp(updated_at)
+            if not isinstance(stats, str):
+                msg = "not JSON text"
+                raise ValueError(msg)
+            value = _json(stats)
+            if not isinstance(value, dict):
+                msg = "not a JSON object"
+                raise ValueError(msg)
+            for key in ("rows", "entities"):
+                n = value.get(key)
+                if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+                    msg = f"'{key}' is not a count"
+                    raise ValueError(msg)
+            for key in ("min_ts", "max_ts", "last_ingested"):
+                t = value.get(key)
+                if t is not None:
+                    if not isinstance(t, str):
+                        msg = f"'{key}' is not a time"
+                        raise ValueError(msg)
+                    datetime.fromisoformat(t)
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise self._bad(f"the statistics of '{name}'", one_line(exc)) from None
+        return value
 
     # -- training sets ------------------------------------------------------------
     def record_training_set(self, name: str, fingerprint: str, detail: dict[str, Any]) -> None:
@@ -423,14 +565,77 @@ class Registry:
             "SELECT name, fingerprint, detail, created_at FROM training_sets t "
             "WHERE id = (SELECT max(id) FROM training_sets u WHERE u.name = t.name) ORDER BY name"
         ).fetchall()
-        return [
-            {"name": n, "fingerprint": f, "created_at": ts, **json.loads(d)} for n, f, d, ts in rows
-        ]
+        out = []
+        for n, f, d, ts in rows:
+            try:
+                out.append(self._training_set_row(n, f, d, ts))
+            except StoreError:
+                continue  # listed by broken_training_sets(); the readable ones stay usable
+        return out
+
+    def broken_training_sets(self) -> dict[str, str]:
+        """Training set name -> the one-line error of each record that cannot be read."""
+        rows = self._con.execute(
+            "SELECT name, fingerprint, detail, created_at FROM training_sets t "
+            "WHERE id = (SELECT max(id) FROM training_sets u WHERE u.name = t.name) ORDER BY name"
+        ).fetchall()
+        out = {}
+        for n, f, d, ts in rows:
+            try:
+                self._training_set_row(n, f, d, ts)
+            except StoreError as exc:
+                out[str(n)] = str(exc)
+        return out
+
+    def _training_set_row(self, name: object, fingerprint: object, detail: object, created_at: object) -> dict[str, Any]:
+        try:
+            if not isinstance(name, str):
+                msg = "its name is not a string"
+                raise ValueError(msg)
+            if not isinstance(fingerprint, str) or not re.fullmatch(r"[0-9a-f]{8,128}", fingerprint):
+                msg = "its fingerprint is not a hex digest"
+                raise ValueError(msg)
+            _timestamp(created_at)
+            if not isinstance(detail, str):
+                msg = "its detail is not JSON text"
+                raise ValueError(msg)
+            value = _json(detail)
+            if not isinstance(value, dict):
+                msg = "its detail is not a JSON object"
+                raise ValueError(msg)
+            for key in ("features", "columns"):
+                items = value.get(key)
+                if items is not None and not (isinstance(items, list) and all(isinstance(i, str) for i in items)):
+                    msg = f"'{key}' is not a list of strings"
+                    raise ValueError(msg)
+            rows = value.get("rows")
+            if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 0):
+                msg = "'rows' is not a count"
+                raise ValueError(msg)
+            views = value.get("views")
+            if views is not None and not (
+                isinstance(views, dict)
+                and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in views.values())
+            ):
+                msg = "'views' is not a map of view versions"
+                raise ValueError(msg)
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise self._bad(f"the training set {name!r:.60}", one_line(exc)) from None
+        reserved = {"name": name, "fingerprint": fingerprint, "created_at": float(created_at)}  # type: ignore[arg-type]
+        return {**value, **reserved}
 
     # -- small key/value facts (consumer offsets, settings) -----------------------
     def get(self, key: str, default: Any = None) -> Any:
         row = self._con.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else default
+        if not row:
+            return default
+        try:
+            if not isinstance(row[0], str):
+                msg = "not JSON text"
+                raise ValueError(msg)
+            return _json(row[0])
+        except (ValueError, RecursionError) as exc:
+            raise self._bad(f"the setting '{key}'", one_line(exc)) from None
 
     def set(self, key: str, value: Any) -> None:
         self._con.execute(
@@ -451,3 +656,24 @@ class Registry:
         number in every thread (the watching connection never writes)."""
         with self._watch_lock:
             return int(self._watch.execute("PRAGMA data_version").fetchone()[0])
+
+
+def _json(text: str) -> Any:
+    """Parse JSON text from a store file: NaN and Infinity are not JSON, so they are refused."""
+
+    def refuse(constant: str) -> None:
+        msg = f"{constant} is not a JSON value"
+        raise ValueError(msg)
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def _timestamp(value: object) -> float:
+    """A time column (seconds since the epoch) as written by fsnb: a finite, plausible number."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        msg = f"a time stamp is {value!r:.40}, not a number of seconds"
+        raise ValueError(msg)
+    if not 0 <= value < 1e11:
+        msg = f"a time stamp {value!r:.40} is out of range"
+        raise ValueError(msg)
+    return float(value)

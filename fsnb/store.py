@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -28,6 +29,7 @@ from fsnb.errors import (
     InvalidDefinition,
     SchemaMismatch,
     StoreBusy,
+    StoreError,
     UnknownFeature,
     closest,
     one_line,
@@ -165,7 +167,10 @@ class FeatureStore:
             import uuid
 
             return uuid.uuid4().hex[:12], True
-        return str(value), False
+        if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{12}", value):  # it names Redis keys
+            msg = f"{self.registry.path}: the store id {value!r:.40} is not one fsnb wrote; restore the file from a backup"
+            raise StoreError(msg)
+        return value, False
 
     def close(self) -> None:
         self.registry.close()
@@ -321,7 +326,8 @@ class FeatureStore:
         from fsnb.streaming import forget_view
 
         _view_name(name)
-        self.registry.latest(name)
+        if not self.registry.has(name):  # a view with unreadable rows can still be deleted
+            self.registry.latest(name)  # raises with a suggestion
         forget_view(self, name)
         self.offline.drop(name)
         self.online.drop(name)

@@ -48,8 +48,16 @@ def _show(columns: list[str]) -> str:
 
 
 def arrow_duck_types(con: duckdb.DuckDBPyConnection, table: pa.Table) -> dict[str, str]:
+    """Each column's DuckDB type, in parse_type's spelling (the only one pasted into SQL)."""
     rel = con.from_arrow(table.slice(0, 0) if table.num_rows else table)
-    return {name: str(t) for name, t in zip(rel.columns, rel.types, strict=True)}
+    out = {}
+    for name, duck_type in zip(rel.columns, rel.types, strict=True):
+        try:
+            out[name] = types.parse_type(str(duck_type))
+        except InvalidDefinition as exc:
+            msg = f"column '{name}' cannot be stored: {exc}; cast it first"
+            raise SchemaMismatch(msg) from None
+    return out
 
 
 def check_column_names(where: str, columns: Iterable[str], error: type[Exception] = SchemaMismatch) -> None:
