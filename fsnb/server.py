@@ -125,12 +125,16 @@ def _read(path: Path, read: Callable[[], T]) -> T:
 
 
 def _describe(registry_file: Path, online_file: Path | None, log_file: Path | None) -> dict[str, Any]:
+    unreadable: list[dict[str, str]] = []
+
     def read_registry() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         registry = Registry(registry_file, readonly=True)
         try:
             with registry.snapshot():  # views and training sets as of one commit
                 views = [_view_json(summary) for summary in registry.summaries()]
                 training_sets = [_training_set_json(record) for record in registry.training_sets()]
+                # A view whose rows cannot be read is listed as such; the others still show.
+                unreadable.extend({"name": n, "error": e} for n, e in sorted(registry.broken().items()))
         finally:
             registry.close()
         return views, training_sets
@@ -145,7 +149,7 @@ def _describe(registry_file: Path, online_file: Path | None, log_file: Path | No
         updates = [t for t in (online.get(name), pushed) if t is not None]
         view["online_last_update"] = _iso(max(updates)) if updates else None
         view["log_lag"] = lag
-    return {"views": views, "training_sets": training_sets, "generated_at": _iso(_now())}
+    return {"views": views, "training_sets": training_sets, "unreadable": unreadable, "generated_at": _iso(_now())}
 
 
 def _view_json(summary: ViewSummary) -> dict[str, Any]:

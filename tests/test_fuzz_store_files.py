@@ -123,7 +123,8 @@ def _other_rows(path: Path) -> int:
     con = duckdb.connect(str(path / "offline.duckdb"), read_only=True)
     try:
         tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-        assert tables <= {"fv__victim", "fv__other", "_fsnb_offline_meta"}, tables
+        fsnb_tables = {"fv__victim", "fv__other", "_fsnb_offline_meta", "_fsnb_keys__victim", "_fsnb_keys__other"}
+        assert tables <= fsnb_tables, tables
         return int(con.execute('SELECT count(*) FROM "fv__other"').fetchall()[0][0])
     finally:
         con.close()

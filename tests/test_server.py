@@ -311,7 +311,7 @@ def test_store_file_symlinked_outside_the_root_is_refused(jp_asyncio_loop, jp_fe
     assert "secret_view" not in message
 
 
-def test_garbage_definition_is_a_json_error_naming_the_file(jp_asyncio_loop, jp_fetch, jp_root_dir):
+def test_garbage_definition_is_listed_as_unreadable_naming_the_file(jp_asyncio_loop, jp_fetch, jp_root_dir):
     import sqlite3
 
     store_dir = jp_root_dir / "broken" / ".fsnb"
@@ -320,10 +320,11 @@ def test_garbage_definition_is_a_json_error_naming_the_file(jp_asyncio_loop, jp_
     con.execute("UPDATE views SET definition = '{not json'")
     con.commit()
     con.close()
-    code, message = error_of(jp_asyncio_loop, jp_fetch, "broken/.fsnb")
-    assert code == 500
-    assert "registry.sqlite" in message
-    assert "\n" not in message
+    data = get_json(jp_asyncio_loop, jp_fetch, "broken/.fsnb")
+    assert data["views"] == []
+    [entry] = data["unreadable"]
+    assert entry["name"] == "user_stats"
+    assert "registry.sqlite" in entry["error"] and "\n" not in entry["error"]
 
 
 def test_unexpected_error_is_one_json_line(jp_asyncio_loop, jp_fetch, root_store, monkeypatch):
