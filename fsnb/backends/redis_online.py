@@ -22,9 +22,9 @@ from typing import Any
 
 import msgpack
 
+from fsnb.backends.sqlite_online import CREATED, SEQ, TS, reader_basics
 from fsnb.definitions import FeatureView
 from fsnb.errors import StoreError
-from fsnb.online import CREATED, SEQ, TS, reader_basics
 
 _UPSERT = """
 local meta = ARGV[1]

@@ -13,7 +13,7 @@ harmless because:
   (``<log id>:<first>-<last>``); the offline table itself tells which entries it
   already holds, and ``OfflineStore.write`` refuses a repeated tag.
 
-Nothing here depends on the log backend beyond ``fsnb.log.FeatureLog``.
+Nothing here depends on the log backend beyond ``fsnb.backends.sqlite_log.FeatureLog``.
 """
 
 from __future__ import annotations
@@ -37,6 +37,17 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fsnb.backends.duckdb_pit import latest_per_entity_sql
+from fsnb.backends.sqlite_log import (
+    CONSUMERS,
+    FeatureLog,
+    LogEntry,
+    SqliteLog,
+    consumer_active,
+    encode_batch,
+    uncommitted,
+)
+from fsnb.backends.sqlite_online import encode_sql
 from fsnb.definitions import FeatureView
 from fsnb.errors import (
     FsnbError,
@@ -46,17 +57,6 @@ from fsnb.errors import (
     StoreBusy,
     StoreError,
 )
-from fsnb.log import (
-    CONSUMERS,
-    FeatureLog,
-    LogEntry,
-    SqliteLog,
-    consumer_active,
-    encode_batch,
-    uncommitted,
-)
-from fsnb.online import encode_sql
-from fsnb.pit import latest_per_entity_sql
 from fsnb.sources import to_arrow
 from fsnb.sqlnames import ENTRY, offline_table, q
 from fsnb.timeutil import now_us
@@ -89,7 +89,7 @@ def log_of(store: FeatureStore) -> FeatureLog:
             log = SqliteLog(store.path)
         else:
             try:
-                from fsnb.log_redis import RedisLog
+                from fsnb.backends.redis_log import RedisLog
             except ImportError:
                 msg = f"this fsnb has no Redis log backend (log = {url!r} in the store's config); remove the [log] setting"
                 raise StoreError(msg) from None

@@ -166,7 +166,7 @@ class FsnbMagics(Magics):
         %fsnb              the current store
         """
         args = parse_argstring(self.fsnb, line)
-        from fsnb import display
+        from fsnb.notebook import display
 
         if args.command == "open":
             if not args.target:
@@ -227,8 +227,8 @@ class FsnbMagics(Magics):
         if not body:
             msg = f"%%feature_view {args.name} has no SQL; write a query under it, e.g. SELECT * FROM events"
             raise UsageError(msg)
-        from fsnb import display
         from fsnb.definitions import FeatureView, check_name, parse_ttl
+        from fsnb.notebook import display
         from fsnb.sources import to_arrow
 
         check_name("feature view", args.name)  # cheap checks before running the query
@@ -270,7 +270,7 @@ class FsnbMagics(Magics):
     def training_set(self, line: str, local_ns: Mapping[str, Any] | None = None) -> Any:
         """Join features to label rows point-in-time correctly; show shape, null rates and leakage."""
         args = parse_argstring(self.training_set, line)
-        from fsnb import display
+        from fsnb.notebook import display
 
         labels = self._labels(args.labels, local_ns)
         frame = self.store.get_historical_features(
@@ -313,7 +313,7 @@ class FsnbMagics(Magics):
     def online_features(self, line: str) -> Any:
         """The latest served value of each feature for the given entities (None if unknown or expired)."""
         args = parse_argstring(self.online_features, line)
-        from fsnb import display
+        from fsnb.notebook import display
 
         store = self.store
         key_types = _entity_types(store, args.features)
@@ -334,7 +334,7 @@ class FsnbMagics(Magics):
     def materialize(self, line: str) -> Any:
         """Copy the latest feature values from the offline store into the online store."""
         args = parse_argstring(self.materialize, line)
-        from fsnb import display
+        from fsnb.notebook import display
 
         if args.incremental and args.start:
             msg = "--incremental starts at each view's watermark; drop --start (or drop --incremental)"
