@@ -17,10 +17,16 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+from fsnb.backends.duckdb_pit import latest_per_entity_sql
+from fsnb.backends.sqlite_online import (
+    encode_key_sql,
+    encode_sql,
+    epoch_us_sql,
+    may_hold_nan,
+    to_us,
+)
 from fsnb.definitions import FeatureView
 from fsnb.errors import InvalidData, InvalidDefinition, StoreBusy, StoreError, one_line
-from fsnb.online import encode_key_sql, encode_sql, epoch_us_sql, may_hold_nan, to_us
-from fsnb.pit import latest_per_entity_sql
 from fsnb.sqlnames import SEQ, offline_table, q
 from fsnb.timeutil import now, utc
 
