@@ -27,7 +27,7 @@ import redis
 from common import LATEST_ROWS_SQL, print_result
 
 import fsnb
-from fsnb.online_redis import entity_key
+from fsnb.backends.redis_online import entity_key
 from fsnb.testing import running_redis
 
 READ_TARGET = 1.5

@@ -75,13 +75,13 @@ def __dir__() -> list[str]:
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    from fsnb.magics import load
+    from fsnb.notebook.magics import load
 
     load(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    from fsnb.magics import unload
+    from fsnb.notebook.magics import unload
 
     unload(ipython)
 

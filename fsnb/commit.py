@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 if TYPE_CHECKING:
+    from fsnb.backends.duckdb_offline import OfflineStore
     from fsnb.definitions import FeatureView
-    from fsnb.offline import OfflineStore
     from fsnb.registry import Registry
 
 
@@ -47,7 +47,7 @@ _AFTER_COMMIT_ERRORS = (OSError, sqlite3.OperationalError, sqlite3.DatabaseError
 
 
 class RegistryJournal:
-    """The offline store's Journal (fsnb.offline.Journal), kept in the registry."""
+    """The offline store's Journal (fsnb.backends.duckdb_offline.Journal), kept in the registry."""
 
     def __init__(self, registry: Registry, offline: OfflineStore) -> None:
         self.registry = registry

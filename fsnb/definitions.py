@@ -262,7 +262,7 @@ class FeatureView:
         )
 
     def _repr_html_(self) -> str:
-        from fsnb.display import feature_view_html
+        from fsnb.notebook.display import feature_view_html
 
         return feature_view_html(self)
 

@@ -7,7 +7,7 @@ VAR`` had when the notebook ran: from the notebook's store (its registry's
 training-set records) or, failing that, from the cell's saved output. Running the
 script rebuilds everything in a fresh process and fails if a training set changed.
 
-The magic grammars are parsed here with argparse, mirroring ``fsnb.magics``, so that
+The magic grammars are parsed here with argparse, mirroring ``fsnb.notebook.magics``, so that
 exporting needs neither IPython's magic machinery nor a kernel.
 """
 

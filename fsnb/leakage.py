@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from fsnb.backends.duckdb_pit import ROW, T, ViewSelection, latest_per_entity_sql
 from fsnb.errors import SchemaMismatch, closest
-from fsnb.pit import ROW, T, ViewSelection, latest_per_entity_sql
 from fsnb.sqlnames import offline_table, q
 
 if TYPE_CHECKING:
@@ -188,7 +188,7 @@ class LeakageReport:
     def explorer(self, **options: Any) -> Any:
         """The interactive leakage explorer (ipywidgets + Altair)."""
         warm_up_renderer()  # overlaps the renderer's start with the widget imports
-        from fsnb.explorer import LeakageExplorer
+        from fsnb.notebook.explorer import LeakageExplorer
 
         return LeakageExplorer(self, **options)
 

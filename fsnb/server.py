@@ -33,7 +33,7 @@ from fsnb.registry import Registry, ViewSummary, connect_sqlite, readonly_mode
 
 REGISTRY_FILE = "registry.sqlite"
 ONLINE_FILE = "online.sqlite"
-LOG_FILE = "log.sqlite"  # the streaming path's feature log (fsnb/log.py)
+LOG_FILE = "log.sqlite"  # the streaming path's feature log (fsnb/backends/sqlite_log.py)
 API_PATH = "fsnb/api/store"
 T = TypeVar("T")
 

@@ -18,6 +18,9 @@ import polars as pl
 import pyarrow as pa
 
 from fsnb import types
+from fsnb.backends.duckdb_offline import OfflineStore
+from fsnb.backends.duckdb_pit import LABELS, ROW, T, ViewSelection, point_in_time_sql
+from fsnb.backends.sqlite_online import OnlineStore, ViewReader
 from fsnb.commit import RegistryJournal
 from fsnb.config import load_config
 from fsnb.definitions import FeatureView, parse_feature_refs
@@ -31,9 +34,6 @@ from fsnb.errors import (
     closest,
     one_line,
 )
-from fsnb.offline import OfflineStore
-from fsnb.online import OnlineStore, ViewReader
-from fsnb.pit import LABELS, ROW, T, ViewSelection, point_in_time_sql
 from fsnb.registry import Registry, ViewVersion
 from fsnb.sources import to_arrow
 from fsnb.timeutil import now_us
@@ -42,7 +42,7 @@ from fsnb.validation import arrow_duck_types, check_batch, check_view
 if TYPE_CHECKING:
     from typing import TypeAlias
 
-    from fsnb.online_redis import RedisOnlineStore, RedisViewReader
+    from fsnb.backends.redis_online import RedisOnlineStore, RedisViewReader
 
     Reader: TypeAlias = ViewReader | RedisViewReader
 
@@ -65,7 +65,7 @@ class Registration:
         return f"<Registration {self.view.name} {what}, {self.rows_written} rows written>"
 
     def _repr_html_(self) -> str:
-        from fsnb.display import registration_html
+        from fsnb.notebook.display import registration_html
 
         return registration_html(self)
 
@@ -131,7 +131,7 @@ class FeatureStore:
         self._registry_checked = float("-inf")
         self._registry_seen = 0
         if (self.path / "log.sqlite").exists() or self.config.log not in (None, "sqlite"):
-            from fsnb.streaming import announce_uncommitted
+            from fsnb.sync.streaming import announce_uncommitted
 
             announce_uncommitted(self)  # a pushing process died before its consumers committed
 
@@ -139,7 +139,7 @@ class FeatureStore:
         url = self.config.online
         if url is None or url == "sqlite":
             return OnlineStore(self.path / "online.sqlite")
-        from fsnb.online_redis import RedisOnlineStore
+        from fsnb.backends.redis_online import RedisOnlineStore
 
         store_id, new = self._store_id()
         online = RedisOnlineStore(url, namespace=store_id)
@@ -181,7 +181,7 @@ class FeatureStore:
         return f"FeatureStore({str(self.path)!r}, views={self.registry.names()})"
 
     def _repr_html_(self) -> str:
-        from fsnb.display import store_html
+        from fsnb.notebook.display import store_html
 
         return store_html(self)
 
@@ -310,7 +310,7 @@ class FeatureStore:
 
         Log entries still unapplied for it are dropped by the consumers: they belong to
         this view's identity, and a view created later under the name has another."""
-        from fsnb.streaming import forget_view
+        from fsnb.sync.streaming import forget_view
 
         _view_name(name)
         self.registry.latest(name)
@@ -338,7 +338,7 @@ class FeatureStore:
 
     def _scratch(self) -> Any:
         """This thread's in-memory DuckDB, for checking data before any store file is opened."""
-        from fsnb.streaming import _scratch
+        from fsnb.sync.streaming import _scratch
 
         return _scratch(self)
 
@@ -594,7 +594,7 @@ class FeatureStore:
     def materialize(self, start: Any = None, end: Any = None, *, views: Sequence[str] | None = None, progress: bool | None = None) -> dict[str, int]:
         """Copy each online view's latest values with event time in [start, end] (end
         defaults to now) into the online store; return rows written per view."""
-        from fsnb.materialize import materialize
+        from fsnb.sync.materialize import materialize
 
         _materialize_args(views, progress)
         result = materialize(self, start=start, end=end, views=views, incremental=False, progress=progress)
@@ -603,21 +603,21 @@ class FeatureStore:
 
     def materialize_incremental(self, end: Any = None, *, views: Sequence[str] | None = None, progress: bool | None = None) -> dict[str, int]:
         """Copy what changed since each view's watermark (new event times or newly ingested rows)."""
-        from fsnb.materialize import materialize
+        from fsnb.sync.materialize import materialize
 
         _materialize_args(views, progress)
         result = materialize(self, start=None, end=end, views=views, incremental=True, progress=progress)
         self._readers.clear()
         return result
 
-    # -- streaming (fsnb.streaming) -------------------------------------------------------
+    # -- streaming (fsnb.sync.streaming) -------------------------------------------------------
     def push(self, name: str, data: Any, *, namespace: Mapping[str, Any] | None = None) -> int:
         """Append a batch to the feature log and apply it to both stores; return its log offset.
 
         The batch is validated whole (against the newest view version it fits) and
         nothing is appended if it is bad; once this returns the entry is on disk.
         """
-        from fsnb.streaming import push
+        from fsnb.sync.streaming import push
 
         _view_name(name)
         _check_namespace(namespace)
@@ -625,7 +625,7 @@ class FeatureStore:
 
     def sync(self) -> dict[str, int]:
         """Apply log entries a consumer had not committed (what a restarted process runs)."""
-        from fsnb.streaming import sync
+        from fsnb.sync.streaming import sync
 
         result = sync(self)
         self._readers.clear()
@@ -633,13 +633,13 @@ class FeatureStore:
 
     def freshness(self) -> pl.DataFrame:
         """Per view: newest event time offline and online, log end, consumer offsets and lag."""
-        from fsnb.streaming import freshness
+        from fsnb.sync.streaming import freshness
 
         return freshness(self)
 
     def check_skew(self, name: str) -> Any:
         """Compare each online vector with the offline point-in-time value now (a SkewReport)."""
-        from fsnb.streaming import check_skew
+        from fsnb.sync.streaming import check_skew
 
         _view_name(name)
         return check_skew(self, name)

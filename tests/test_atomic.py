@@ -13,9 +13,9 @@ import polars as pl
 import pytest
 
 import fsnb
+from fsnb.backends.duckdb_offline import OfflineStore
 from fsnb.commit import RegistryBehind
 from fsnb.errors import SchemaMismatch, StoreError
-from fsnb.offline import OfflineStore
 from fsnb.registry import Registry
 
 

@@ -13,10 +13,10 @@ import pyarrow as pa
 import pytest
 
 import fsnb
-from fsnb import streaming
+from fsnb.backends.sqlite_log import encode_batch
 from fsnb.errors import FsnbError, StoreError
-from fsnb.log import encode_batch
-from fsnb.streaming import EntrySetAside, log_of
+from fsnb.sync import streaming
+from fsnb.sync.streaming import EntrySetAside, log_of
 
 T0 = dt.datetime(2024, 3, 1)
 

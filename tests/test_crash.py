@@ -145,8 +145,8 @@ ZYGOTE = textwrap.dedent(
     import json, os, sys, datetime as dt
     import polars as pl
     import pandas, pyarrow.compute, dateutil.parser, sqlite3  # what the first operation imports
-    import fsnb, fsnb.store, fsnb.validation, fsnb.materialize, fsnb.log
-    from fsnb.streaming import producer
+    import fsnb, fsnb.store, fsnb.validation, fsnb.sync.materialize, fsnb.backends.sqlite_log
+    from fsnb.sync.streaming import producer
 
     def batch(i, keys=20):
         return pl.DataFrame({
@@ -390,7 +390,7 @@ def _stream_check(path: Path, acked: int) -> int:
     return n
 
 
-_quiet_log = pytest.mark.filterwarnings("ignore::fsnb.streaming.UncommittedLog")  # expected after each kill
+_quiet_log = pytest.mark.filterwarnings("ignore::fsnb.sync.streaming.UncommittedLog")  # expected after each kill
 
 
 def _stream_store(path: Path) -> None:

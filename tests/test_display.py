@@ -7,7 +7,7 @@ import datetime as dt
 import polars as pl
 
 import fsnb
-from fsnb import display
+from fsnb.notebook import display
 
 EVENTS = pl.DataFrame(
     {

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 import fsnb
-from fsnb.explorer import OVERVIEW_SAMPLE, LeakageExplorer
+from fsnb.notebook.explorer import OVERVIEW_SAMPLE, LeakageExplorer
 
 D = dt.datetime
 

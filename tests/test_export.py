@@ -482,7 +482,7 @@ def test_recorded_fingerprint_found_in_the_store_the_notebook_opened(tmp_path: P
 def test_export_reads_the_same_grammar_as_the_magics(magic: str) -> None:
     """A flag added to a magic must be taught to the exporter too (or this fails)."""
     from fsnb import export as export_module
-    from fsnb.magics import FsnbMagics
+    from fsnb.notebook.magics import FsnbMagics
 
     def signature(parser: Any) -> dict[str, tuple[Any, Any, Any]]:
         return {

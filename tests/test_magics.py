@@ -19,7 +19,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from traitlets.config import Config
 
 import fsnb
-from fsnb.magics import FsnbMagics
+from fsnb.notebook.magics import FsnbMagics
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_load_ext_says_where_the_store_is(shell: InteractiveShell, tmp_path: Pat
 
 
 def test_default_store_is_dot_fsnb_in_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fsnb.magics import store_path
+    from fsnb.notebook.magics import store_path
 
     monkeypatch.delenv("FSNB_STORE", raising=False)
     monkeypatch.chdir(tmp_path)
@@ -240,7 +240,7 @@ def test_training_set_full_names_star_and_file_labels(ip: InteractiveShell, tmp_
 
 
 def test_training_set_summary_counts_nulls_and_leaks(ip: InteractiveShell) -> None:
-    from fsnb.display import TrainingSetSummary
+    from fsnb.notebook.display import TrainingSetSummary
 
     user_stats(ip)
     store = magics_of(ip).store
@@ -475,7 +475,7 @@ def test_every_magic_and_flag_is_documented(ip: InteractiveShell) -> None:
 
 
 def test_entity_values_follow_the_registered_key_type() -> None:
-    from fsnb.magics import _entity_row
+    from fsnb.notebook.magics import _entity_row
 
     assert _entity_row("sku=007,n=42", {"sku": "VARCHAR", "n": "BIGINT"}) == {"sku": "007", "n": 42}
     assert _entity_row("x=1.5,f=true", {"x": "DOUBLE", "f": "BOOLEAN"}) == {"x": 1.5, "f": True}

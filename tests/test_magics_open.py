@@ -13,7 +13,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from traitlets.config import Config
 
 import fsnb
-from fsnb.magics import FsnbMagics
+from fsnb.notebook.magics import FsnbMagics
 from fsnb.testing import free_port
 
 

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 import fsnb
-from fsnb.online import TS
+from fsnb.backends.sqlite_online import TS
 
 NOW = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
 

@@ -116,7 +116,7 @@ def test_absolute_path_inside_root_is_accepted(jp_asyncio_loop, jp_fetch, root_s
 
 
 def test_stream_view_reports_log_lag_and_online_update(jp_asyncio_loop, jp_fetch, root_store):
-    from fsnb.log import SqliteLog, encode_batch
+    from fsnb.backends.sqlite_log import SqliteLog, encode_batch
 
     view = fsnb.FeatureView("clicks_live", entities=["user_id"], sync="stream")
     root_store.register(view)

@@ -17,9 +17,9 @@ import polars as pl
 import pytest
 
 import fsnb
-from fsnb import streaming
 from fsnb.errors import InvalidData, InvalidDefinition, SchemaMismatch, UnknownFeatureView
-from fsnb.streaming import UncommittedLog, apply_entries, log_of
+from fsnb.sync import streaming
+from fsnb.sync.streaming import UncommittedLog, apply_entries, log_of
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = dt.datetime(2024, 3, 1)

@@ -22,10 +22,10 @@ from typing import Any
 
 import msgpack
 
+from fsnb.backends.sqlite_online import CREATED, SEQ, TS, reader_basics
 from fsnb.config import redact_url, scrub
 from fsnb.definitions import FeatureView
 from fsnb.errors import StoreError, one_line
-from fsnb.online import CREATED, SEQ, TS, reader_basics
 
 _UPSERT = """
 local meta = ARGV[1]

@@ -26,9 +26,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from fsnb.backends.sqlite_log import CONSUMERS, LogEntry, os_consumer_lock
 from fsnb.config import redact_url, scrub
 from fsnb.errors import StoreError, one_line
-from fsnb.log import CONSUMERS, LogEntry, os_consumer_lock
 from fsnb.timeutil import now_us
 
 _APPEND = """
@@ -56,12 +56,12 @@ def _offset(entry_id: bytes | str) -> int:
 
 
 class RedisLog:
-    """FeatureLog on a Redis Stream (see fsnb.log.FeatureLog for the contract)."""
+    """FeatureLog on a Redis Stream (see fsnb.backends.sqlite_log.FeatureLog for the contract)."""
 
     def __init__(self, url: str, namespace: str, directory: Path) -> None:
         import redis
 
-        from fsnb.online_redis import _connect
+        from fsnb.backends.redis_online import _connect
 
         self.url = url
         self.directory = directory

@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from fsnb.backends.duckdb_pit import latest_per_entity_sql
+from fsnb.backends.sqlite_online import encode_sql, to_us
 from fsnb.definitions import FeatureView
 from fsnb.errors import InvalidData, InvalidDefinition, StoreBusy, StoreError, one_line
-from fsnb.online import encode_sql, to_us
-from fsnb.pit import latest_per_entity_sql
 from fsnb.sqlnames import SEQ, q
 from fsnb.timeutil import now, utc
 

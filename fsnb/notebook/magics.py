@@ -196,7 +196,7 @@ class FsnbMagics(Magics):
         %fsnb              the current store
         """
         args = parse_argstring(self.fsnb, line)
-        from fsnb import display
+        from fsnb.notebook import display
 
         if args.command == "open":
             if not args.target:
@@ -237,7 +237,7 @@ class FsnbMagics(Magics):
         try:
             current = StoreConfig()
             if online or log:
-                from fsnb.online_redis import check_reachable
+                from fsnb.backends.redis_online import check_reachable
 
                 current = load_config(path) if path.is_dir() else current
                 for what, url in (("online store URL", online), ("log URL", log)):
@@ -286,8 +286,8 @@ class FsnbMagics(Magics):
         if not body:
             msg = f"%%feature_view {args.name} has no SQL; write a query under it, e.g. SELECT * FROM events"
             raise UsageError(msg)
-        from fsnb import display
         from fsnb.definitions import FeatureView
+        from fsnb.notebook import display
         from fsnb.sources import to_arrow
 
         entities = _split_list(args.entity, "--entity")
@@ -328,7 +328,7 @@ class FsnbMagics(Magics):
     def training_set(self, line: str, local_ns: Mapping[str, Any] | None = None) -> Any:
         """Join features to label rows point-in-time correctly; show shape, null rates and leakage."""
         args = parse_argstring(self.training_set, line)
-        from fsnb import display
+        from fsnb.notebook import display
 
         _check_output(args.output)
         labels = self._labels(args.labels, local_ns)
@@ -372,7 +372,7 @@ class FsnbMagics(Magics):
     def online_features(self, line: str) -> Any:
         """The latest served value of each feature for the given entities (None if unknown or expired)."""
         args = parse_argstring(self.online_features, line)
-        from fsnb import display
+        from fsnb.notebook import display
 
         _check_output(args.output)
         store = self.store
@@ -394,7 +394,7 @@ class FsnbMagics(Magics):
     def materialize(self, line: str) -> Any:
         """Copy the latest feature values from the offline store into the online store."""
         args = parse_argstring(self.materialize, line)
-        from fsnb import display
+        from fsnb.notebook import display
 
         if args.incremental and args.start:
             msg = "--incremental starts at each view's watermark; drop --start (or drop --incremental)"

@@ -26,7 +26,7 @@ Each entry carries its view's identity (``view_id``: kept across versions, new a
 ``delete_feature_view``); consumers drop entries of a deleted incarnation, so an old
 unapplied push never reaches a new view of the same name.
 
-Nothing here depends on the log backend beyond ``fsnb.log.FeatureLog``.
+Nothing here depends on the log backend beyond ``fsnb.backends.sqlite_log.FeatureLog``.
 """
 
 from __future__ import annotations
@@ -49,6 +49,17 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from fsnb.backends.duckdb_pit import latest_per_entity_sql
+from fsnb.backends.sqlite_log import (
+    CONSUMERS,
+    FeatureLog,
+    LogEntry,
+    SqliteLog,
+    consumer_active,
+    encode_batch,
+    uncommitted,
+)
+from fsnb.backends.sqlite_online import encode_sql
 from fsnb.definitions import FeatureView
 from fsnb.errors import (
     FsnbError,
@@ -59,17 +70,6 @@ from fsnb.errors import (
     StoreError,
     one_line,
 )
-from fsnb.log import (
-    CONSUMERS,
-    FeatureLog,
-    LogEntry,
-    SqliteLog,
-    consumer_active,
-    encode_batch,
-    uncommitted,
-)
-from fsnb.online import encode_sql
-from fsnb.pit import latest_per_entity_sql
 from fsnb.sources import to_arrow
 from fsnb.sqlnames import ENTRY, offline_table, q
 from fsnb.timeutil import now_us
@@ -155,7 +155,7 @@ def log_of(store: FeatureStore) -> FeatureLog:
             log = SqliteLog(store.path)
         else:
             try:
-                from fsnb.log_redis import RedisLog
+                from fsnb.backends.redis_log import RedisLog
             except ImportError:
                 from fsnb.config import redact_url
 
