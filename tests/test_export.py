@@ -479,21 +479,29 @@ def test_recorded_fingerprint_found_in_the_store_the_notebook_opened(tmp_path: P
 
 
 @pytest.mark.parametrize("magic", ["fsnb", "feature_view", "training_set", "online_features", "materialize", "leakage"])
-def test_export_reads_the_same_grammar_as_the_magics(magic: str) -> None:
-    """A flag added to a magic must be taught to the exporter too (or this fails)."""
-    from fsnb import export as export_module
+def test_export_parses_with_the_magics_own_parsers(magic: str) -> None:
+    """One grammar: the magic method and export read the very same parser object."""
+    from fsnb.notebook import grammar
     from fsnb.notebook.magics import FsnbMagics
 
-    def signature(parser: Any) -> dict[str, tuple[Any, Any, Any]]:
-        return {
-            "/".join(a.option_strings) or a.dest: (a.nargs, a.default, a.required)
-            for a in parser._actions
-            if a.dest != "help"
-        }
+    assert getattr(FsnbMagics, magic).parser is grammar.PARSERS[magic]
 
-    theirs = getattr(FsnbMagics, magic).parser
-    ours = getattr(export_module, f"_{'online' if magic == 'online_features' else magic}_parser")()
-    assert signature(ours) == signature(theirs)
+
+def test_a_flag_added_to_the_grammar_is_understood_by_export(nb_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import copy
+
+    from fsnb.notebook import grammar
+
+    parser = copy.deepcopy(grammar.PARSERS["training_set"])
+    parser.add_argument("--max-age", default=None)
+    monkeypatch.setitem(grammar.PARSERS, "training_set", parser)
+    monkeypatch.setitem(grammar.KEYWORDS, "training_set", {**grammar.KEYWORDS["training_set"], "max_age": "max_age"})
+    path = write_notebook(nb_dir / "n.ipynb", "%training_set labels v:a --max-age 3d -o t")
+    assert 'store.get_historical_features(labels, ["v:a"], max_age="3d")' in export(path).script
+    # and a mistake the grammar refuses is refused by export in the magic's words
+    path = write_notebook(nb_dir / "m.ipynb", "%materialize --incremental --start 2024-01-01")
+    with pytest.raises(ExportError, match="cell 1: %materialize: --incremental starts at each view's watermark"):
+        export(path)
 
 
 def test_every_cli_command_is_documented(capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,7 +18,6 @@ Every mistake is an IPython ``UsageError`` (one line); export turns it into its 
 from __future__ import annotations
 
 import argparse
-import keyword
 import shlex
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -230,13 +229,6 @@ def _check_feature_view(args: argparse.Namespace) -> None:
     args.entities = split_list(args.entity, "--entity")
 
 
-def _check_output(args: argparse.Namespace) -> None:
-    var = args.output
-    if var is not None and (not var.isidentifier() or keyword.iskeyword(var)):
-        msg = f"-o needs a Python variable name, not {var!r}"
-        raise UsageError(msg)
-
-
 def _check_materialize(args: argparse.Namespace) -> None:
     if args.incremental and args.start:
         msg = "--incremental starts at each view's watermark; drop --start (or drop --incremental)"
@@ -246,8 +238,6 @@ def _check_materialize(args: argparse.Namespace) -> None:
 _CHECKS: dict[str, Callable[[argparse.Namespace], None]] = {
     "fsnb": _check_fsnb,
     "feature_view": _check_feature_view,
-    "training_set": _check_output,
-    "online_features": _check_output,
     "materialize": _check_materialize,
 }
 

@@ -160,10 +160,8 @@ class FsnbMagics(Magics):
         raise UsageError(msg)
 
     def _store_output(self, var: str | None, value: Any) -> None:
-        if var is None:
-            return
-        _check_output(var)
-        self.namespace[var] = value
+        if var is not None:
+            self.namespace[var] = value
 
     # -- %fsnb ----------------------------------------------------------------------
     @grammar.uses("fsnb")
@@ -264,6 +262,7 @@ class FsnbMagics(Magics):
         args = grammar.parse("training_set", line)
         from fsnb.notebook import display
 
+        _check_output(args.output)
         labels = self._labels(args.labels, local_ns)
         options = grammar.keywords("training_set", args)  # timestamp_field=, full_feature_names=, ...
         frame = self.store.get_historical_features(labels, args.features, **options)
@@ -289,6 +288,7 @@ class FsnbMagics(Magics):
         args = grammar.parse("online_features", line)
         from fsnb.notebook import display
 
+        _check_output(args.output)
         store = self.store
         key_types = _entity_types(store, args.features)
         rows = [_entity_row(text, key_types) for text in args.entity]
@@ -335,10 +335,11 @@ class FsnbMagics(Magics):
         return explain(labels, features, timestamp_field=timestamp).explorer()
 
 
-def _check_output(var: str) -> None:
+def _check_output(var: str | None) -> None:
+    """-o VAR names a Python variable (checked before anything runs)."""
     import keyword
 
-    if not var.isidentifier() or keyword.iskeyword(var):
+    if var is not None and (not var.isidentifier() or keyword.iskeyword(var)):
         msg = f"-o needs a Python variable name, not {var!r}"
         raise UsageError(msg)
 
