@@ -483,3 +483,51 @@ def test_entity_values_follow_the_registered_key_type() -> None:
     assert _entity_row("x=1.5,f=true", {"x": "DOUBLE", "f": "BOOLEAN"}) == {"x": 1.5, "f": True}
     assert _entity_row("k=12", {}) == {"k": 12}
     assert _entity_row("k=ab", {}) == {"k": "ab"}
+
+
+# -- issue 12: messages speak the language of the magic ------------------------------------------------
+def test_hints_name_magic_flags_not_api_arguments(ip: InteractiveShell) -> None:
+    user_stats(ip)
+    with pytest.raises(UsageError) as info:
+        ip.run_line_magic("training_set", "labels user_stats:login_count --timestamp ts")
+    assert "use --timestamp COL" in str(info.value) and "timestamp_field" not in str(info.value)
+    ip.run_cell_magic("feature_view", "other --entity user_id", "SELECT * FROM events")
+    with pytest.raises(UsageError) as info:
+        ip.run_line_magic("training_set", "labels user_stats:login_count other:login_count")
+    assert "use --full-names to name columns view__feature" in str(info.value)
+    assert "full_feature_names" not in str(info.value)
+    # the library keeps its own words
+    with pytest.raises(fsnb.FsnbError, match="pass timestamp_field=<your time column>"):
+        magics_of(ip).store.get_historical_features(ip.user_ns["labels"], ["user_stats:login_count"], timestamp_field="ts")
+
+
+def test_a_duckdb_error_in_the_cell_keeps_its_caret_under_the_mistake(ip: InteractiveShell) -> None:
+    with pytest.raises(UsageError) as info:
+        ip.run_cell_magic("feature_view", "user_stats --entity user_id", "SELECT user_id, FROM events WHERE = 1")
+    lines = str(info.value).splitlines()
+    assert lines[0].startswith("DuckDB: Parser Error: syntax error at or near")
+    source = next(line for line in lines if line.startswith("LINE 1: "))
+    caret = lines[lines.index(source) + 1]
+    assert caret.strip() == "^" and source[caret.index("^") :].startswith("= 1")
+    # a message that points at no place in the SQL stays one line
+    with pytest.raises(UsageError, match=r'evnts does not exist! Did you mean "events"\?') as info:
+        ip.run_cell_magic("feature_view", "user_stats --entity user_id", "SELECT * FROM evnts")
+    assert "\n" not in str(info.value)
+    assert not magics_of(ip).store.registry.has("user_stats")
+
+
+def test_rerunning_a_cell_says_which_rows_were_added_removed_and_kept(ip: InteractiveShell) -> None:
+    user_stats(ip)
+    again = user_stats(ip, sql="SELECT * FROM events WHERE login_count < 9 UNION ALL SELECT 7, TIMESTAMP '2024-03-09', 3, 1.0")
+    reg = again.registration
+    assert (reg.rows_written, reg.rows_removed, reg.rows_unchanged) == (1, 1, 3)
+    assert "1 row added, 1 row removed, 3 rows unchanged" in repr(again)
+    html = again._repr_html_()
+    assert "rows removed" in html and "rows unchanged" in html
+    first = user_stats(ip, flags="--description fresh")  # a new version, rows replaced again
+    assert (first.registration.rows_written, first.registration.rows_removed) == (1, 1)
+
+
+def test_feature_view_help_shows_the_cell_magic(ip: InteractiveShell) -> None:
+    usage = (magics_of(ip).feature_view.__doc__ or "").split("\n\n")[1]
+    assert "%%feature_view" in usage
