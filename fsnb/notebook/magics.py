@@ -68,9 +68,8 @@ def user_errors(func: F) -> F:
 def _query_message(exc: QueryError) -> str:
     """DuckDB's own message whole when it points at the SQL (its caret line), else one line."""
     detail = exc.detail
-    if detail and "\n" in detail.strip() and "^" in detail:
-        lines = [line.rstrip() for line in detail.strip().splitlines()]
-        return "DuckDB: " + "\n".join(line for i, line in enumerate(lines) if line or (0 < i < len(lines) - 1))
+    if detail and "\nLINE " in detail and detail.rstrip().endswith("^"):
+        return "DuckDB: " + "\n".join(line.rstrip() for line in detail.strip("\n").splitlines())
     return one_line(exc)
 
 
