@@ -531,3 +531,10 @@ def test_rerunning_a_cell_says_which_rows_were_added_removed_and_kept(ip: Intera
 def test_feature_view_help_shows_the_cell_magic(ip: InteractiveShell) -> None:
     usage = (magics_of(ip).feature_view.__doc__ or "").split("\n\n")[1]
     assert "%%feature_view" in usage
+
+
+def test_a_missing_time_column_names_the_flag(ip: InteractiveShell) -> None:
+    for flags, flag in (("--timestamp ts", "use --timestamp COL"), ("--created made", "use --created COL")):
+        with pytest.raises(UsageError) as info:
+            user_stats(ip, flags)
+        assert flag in str(info.value) and "_field" not in str(info.value), str(info.value)
