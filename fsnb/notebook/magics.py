@@ -1,5 +1,5 @@
 # mypy: disable-error-code="untyped-decorator,no-untyped-call"
-"""The IPython magics: parse a line with ``magic_arguments``, call the library, show the result.
+"""The IPython magics: parse a line with the one grammar (fsnb.notebook.grammar), call the library, show the result.
 
 Only IPython's magic machinery and the SQLite registry are imported when the
 extension loads; the store (DuckDB, polars, Arrow) opens on the first magic that
