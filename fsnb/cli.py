@@ -12,7 +12,6 @@ the store's DuckDB file. Errors are one line on stderr and a non-zero exit.
 from __future__ import annotations
 
 import argparse
-import os
 import sqlite3
 import sys
 from collections.abc import Iterator, Sequence
@@ -25,7 +24,9 @@ from fsnb.errors import FsnbError, StoreError, one_line
 
 
 def _store_dir(value: str | None) -> Path:
-    path = Path(value or os.environ.get("FSNB_STORE") or ".fsnb").expanduser().resolve()
+    from fsnb.config import store_path
+
+    path = store_path(value or None)
     if not (path / "registry.sqlite").exists():
         msg = f"no fsnb store at {path}; pass --store PATH (or set $FSNB_STORE)"
         raise FsnbError(msg)

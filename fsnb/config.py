@@ -31,6 +31,8 @@ from urllib.parse import parse_qsl, urlsplit
 from fsnb.errors import StoreError
 
 CONFIG_FILE = "fsnb.toml"
+DEFAULT_STORE = ".fsnb"
+STORE_ENV = "FSNB_STORE"
 _SECTIONS = ("online", "log")
 _SECTION_KEYS = ("url",)
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -46,6 +48,17 @@ class StoreConfig:
 
     def __repr__(self) -> str:
         return f"StoreConfig(online={_shown(self.online)}, log={_shown(self.log)})"
+
+
+def store_path(path: str | os.PathLike[str] | None = None, *, base: str | os.PathLike[str] | None = None) -> Path:
+    """The store directory every fsnb entry point uses: path if given, else $FSNB_STORE
+    (when set and not empty), else ``.fsnb``; a relative one is taken from base (default:
+    the working directory). Absolute, with ``~`` expanded; nothing is created."""
+    chosen = os.fspath(path) if path is not None else os.environ.get(STORE_ENV) or DEFAULT_STORE
+    resolved = Path(chosen).expanduser()
+    if base is not None and not resolved.is_absolute():
+        resolved = Path(base).expanduser() / resolved
+    return resolved.resolve()
 
 
 def _shown(url: str | None) -> str:

@@ -27,9 +27,11 @@ def run_notebook(path: str | os.PathLike[str], store: str | os.PathLike[str], *,
     import nbformat
     from nbclient import NotebookClient
 
+    from fsnb.config import store_path
+
     path = Path(path).resolve()
     nb = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
-    env = {**os.environ, "FSNB_STORE": str(Path(store).resolve())}
+    env = {**os.environ, "FSNB_STORE": str(store_path(store))}
     client = NotebookClient(
         nb,
         timeout=timeout,

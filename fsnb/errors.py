@@ -3,7 +3,27 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Hint:
+    """The fix of an error when it is to pass an argument: ``{before}pass ARGUMENT=VALUE{after}``.
+
+    Kept apart from the message so that each surface names the argument in its own
+    language: the library writes ``pass timestamp_field=<your time column>``, a magic
+    writes its flag (``use --timestamp COL``), see ``FsnbError.message_for``."""
+
+    argument: str  # the library argument at fault, e.g. "timestamp_field"
+    value: str  # as written in Python: "True", "<your time column>"
+    before: str = ""  # e.g. "rename the column or "
+    after: str = ""  # e.g. " to name columns view__feature"
+
+    def text(self, spell: Callable[[str, str], str | None] | None = None) -> str:
+        """The fix; spell(argument, value) names the argument another way (None: as the API)."""
+        shown = spell(self.argument, self.value) if spell is not None else None
+        return f"{self.before}{shown or f'pass {self.argument}={self.value}'}{self.after}"
 
 
 class FsnbError(ValueError):
@@ -11,12 +31,28 @@ class FsnbError(ValueError):
 
     The message is kept on one line: a name or value quoted from user data may hold
     line breaks, and a notebook shows an error's first line as the whole story.
+    ``hint``: the fix, when it is an argument to pass (appended as ``; <fix>``).
+    ``detail``: an engine's own multi-line message (DuckDB's caret under the mistake),
+    for a surface that can show it whole; never part of str(error).
     """
 
-    def __init__(self, *args: object) -> None:
+    hint: Hint | None = None
+    detail: str | None = None
+
+    def __init__(self, *args: object, hint: Hint | None = None, detail: str | None = None) -> None:
         if args and isinstance(args[0], str) and len(args[0].splitlines()) > 1:
             args = (" ".join(part.strip() for part in args[0].splitlines() if part.strip()), *args[1:])
+        self.problem = str(args[0]) if args else ""
+        self.hint, self.detail = hint, detail
+        if hint is not None and args:
+            args = (f"{self.problem}; {hint.text()}", *args[1:])
         super().__init__(*args)
+
+    def message_for(self, spell: Callable[[str, str], str | None]) -> str:
+        """The message with its hint's argument named by spell (a magic's flag)."""
+        if self.hint is None:
+            return str(self)
+        return f"{self.problem}; {self.hint.text(spell)}"
 
 
 class UnknownFeatureView(FsnbError, KeyError):

@@ -47,8 +47,35 @@ def _read_file(path: str) -> pa.Table:
         con.close()
 
 
+def _duckdb_error(exc: duckdb.Error) -> QueryError:
+    """DuckDB's message on one line, and whole (with its caret line) as the detail."""
+    return QueryError(f"DuckDB: {one_line(exc)}", detail=str(exc))
+
+
+def check_one_query(sql: str) -> str:
+    """sql if it is exactly one query (SELECT, WITH, FROM, VALUES, ...), as DuckDB's own
+    parser reads it; anything else (two statements, CREATE, COPY, SET, ...) is refused,
+    so data SQL never changes a database or silently keeps only its last statement."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise _duckdb_error(exc) from None
+    if not statements:
+        msg = "the SQL holds no query; write one, e.g. SELECT * FROM events"
+        raise QueryError(msg)
+    if len(statements) > 1:
+        msg = f"the SQL holds {len(statements)} statements; give exactly one query (SELECT, WITH, FROM or VALUES)"
+        raise QueryError(msg)
+    kind = statements[0].type
+    if kind != duckdb.StatementType.SELECT:
+        msg = f"the SQL is a {kind.name} statement, not a query; give one SELECT, WITH, FROM or VALUES query"
+        raise QueryError(msg)
+    return sql
+
+
 def run_sql(sql: str, namespace: Mapping[str, Any] | None = None) -> pa.Table:
-    """Run DuckDB SQL in a private in-memory database, seeing the DataFrames in namespace."""
+    """Run one DuckDB query in a private in-memory database, seeing the DataFrames in namespace."""
+    check_one_query(sql)
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     try:
@@ -59,14 +86,14 @@ def run_sql(sql: str, namespace: Mapping[str, Any] | None = None) -> pa.Table:
         try:
             rel = con.sql(sql)
         except duckdb.Error as exc:
-            raise QueryError(f"DuckDB: {one_line(exc)}") from None
+            raise _duckdb_error(exc) from None
         if rel is None:
             msg = "the SQL ran but returned no rows; a feature view needs a SELECT"
             raise QueryError(msg)
         try:
             return rel.to_arrow_table()
         except duckdb.Error as exc:
-            raise QueryError(f"DuckDB: {one_line(exc)}") from None
+            raise _duckdb_error(exc) from None
     finally:
         con.close()
 

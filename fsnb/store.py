@@ -19,15 +19,16 @@ import polars as pl
 import pyarrow as pa
 
 from fsnb import types
-from fsnb.backends.duckdb_offline import OfflineStore
+from fsnb.backends.duckdb_offline import OfflineStore, Written
 from fsnb.backends.duckdb_pit import LABELS, ROW, T, ViewSelection, point_in_time_sql
 from fsnb.backends.sqlite_online import OnlineStore, ViewReader
 from fsnb.commit import RegistryJournal
-from fsnb.config import load_config
+from fsnb.config import DEFAULT_STORE, load_config, store_path
 from fsnb.definitions import FeatureView, parse_feature_refs
 from fsnb.entity import KeyPlan
 from fsnb.errors import (
     FsnbError,
+    Hint,
     InvalidData,
     InvalidDefinition,
     SchemaMismatch,
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
 
     Reader: TypeAlias = ViewReader | RedisViewReader
 
-DEFAULT_PATH = ".fsnb"
+DEFAULT_PATH = DEFAULT_STORE
 
 
 @dataclass
@@ -63,6 +64,9 @@ class Registration:
     rows_written: int = 0
     changes: list[str] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
+    # With replace=True: stored rows the data no longer holds, and stored rows it kept as they were.
+    rows_removed: int = 0
+    rows_unchanged: int = 0
 
     def __repr__(self) -> str:
         what = f"version {self.version}" + (" (new)" if self.new_version else " (unchanged)")
@@ -106,7 +110,7 @@ class FeatureStore:
         when not given, ``fsnb.toml`` in the directory decides.
         """
         if path is None:
-            path = os.environ.get("FSNB_STORE", DEFAULT_PATH)
+            path = store_path()  # $FSNB_STORE, else ./.fsnb: as the magics and the CLI
         if not isinstance(path, str | os.PathLike):
             msg = f"store path must be a str or a path, not {type(path).__name__}"
             raise FsnbError(msg)
@@ -276,7 +280,8 @@ class FeatureStore:
                 # definition, or one that only adds rows, leaves them as they are.
                 _after_commit(lambda: self.online.drop(view.name), f"dropping the online values of '{view.name}'")
         self._readers.clear()
-        return Registration(candidate, version, new_version, rows, changes, stats)
+        removed, kept = (rows.removed, rows.kept) if isinstance(rows, Written) else (0, 0)
+        return Registration(candidate, version, new_version, int(rows), changes, stats, removed, kept)
 
     def _register_definition(self, view: FeatureView) -> Registration:
         """register() without data: a changed definition becomes a new version at once."""
@@ -397,11 +402,8 @@ class FeatureStore:
         for sel in selection.selections:
             for out in sel.output_names:
                 if out in seen:
-                    msg = (
-                        f"feature '{out}' comes from both '{seen[out]}' and '{sel.view.name}'; "
-                        "pass full_feature_names=True to name columns view__feature"
-                    )
-                    raise InvalidDefinition(msg)
+                    msg = f"feature '{out}' comes from both '{seen[out]}' and '{sel.view.name}'"
+                    raise InvalidDefinition(msg, hint=_FULL_NAMES_HINT)
                 seen[out] = sel.view.name
         return selection
 
@@ -439,8 +441,8 @@ class FeatureStore:
         """The features (and optionally the chosen rows' event times) per label row."""
         clash = [n for n in selection.output_names if n in labels.columns]
         if clash:
-            msg = f"feature '{clash[0]}' has the name of a label column; rename the column or pass full_feature_names=True"
-            raise InvalidDefinition(msg)
+            msg = f"feature '{clash[0]}' has the name of a label column"
+            raise InvalidDefinition(msg, hint=Hint("full_feature_names", "True", before="rename the column or "))
         keys = selection.entity_columns
         _check_label_columns(labels, keys, timestamp_field)
         narrow = labels.select([*keys, timestamp_field]) if timestamp_field not in keys else labels.select(keys)
@@ -453,11 +455,9 @@ class FeatureStore:
         with self.offline.connect() as con:
             label_types = arrow_duck_types(con, arrow)
             if not types.is_time(label_types[T]):
-                msg = (
-                    f"label column '{timestamp_field}' is {label_types[T]}, not a date/time; "
-                    "convert it (e.g. pl.col(...).str.to_datetime()) or pass timestamp_field=<your time column>"
-                )
-                raise InvalidData(msg)
+                msg = f"label column '{timestamp_field}' is {label_types[T]}, not a date/time"
+                before = "convert it (e.g. pl.col(...).str.to_datetime()) or "
+                raise InvalidData(msg, hint=Hint("timestamp_field", "<your time column>", before=before))
             bad = outside_ns_range(arrow.column(T))
             if bad is not None:
                 msg = f"label column '{timestamp_field}' has {bad}, outside {NS_RANGE} (times compare at nanoseconds); drop or fix that row"
@@ -724,6 +724,7 @@ def _column_values(value: Any) -> list[Any]:
 
 
 _PLAIN_KEYS = frozenset({int, str, float, bool, type(None)})
+_FULL_NAMES_HINT = Hint("full_feature_names", "True", after=" to name columns view__feature")
 _ROWS_HINT = "pass a list of dicts like [{'user_id': 42}], or a dict of columns like {'user_id': [42, 43]}"
 
 
@@ -880,8 +881,8 @@ def _check_label_columns(labels: pl.DataFrame, keys: list[str], timestamp_field:
     cols = labels.columns
     shown = ", ".join(cols[:12])
     if timestamp_field not in cols:
-        msg = f"labels have no timestamp column '{timestamp_field}' (they have: {shown}); pass timestamp_field=<your time column>"
-        raise SchemaMismatch(msg)
+        msg = f"labels have no timestamp column '{timestamp_field}' (they have: {shown})"
+        raise SchemaMismatch(msg, hint=Hint("timestamp_field", "<your time column>"))
     for k in keys:
         if k not in cols:
             msg = f"labels lack the entity column '{k}' (they have: {shown}); add it to join these features"

@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from fsnb import types
 from fsnb.definitions import FeatureView
-from fsnb.errors import InvalidData, InvalidDefinition, SchemaMismatch
+from fsnb.errors import Hint, InvalidData, InvalidDefinition, SchemaMismatch
 from fsnb.sqlnames import q
 from fsnb.timeutil import NS_RANGE, is_ns, outside_ns_range
 
@@ -119,8 +119,9 @@ def check_batch(con: duckdb.DuckDBPyConnection, view: FeatureView, table: pa.Tab
     )
     for time_col, role in time_columns:
         if time_col and time_col not in columns:
-            msg = f"missing {role} column '{time_col}' for '{name}' (data has: {_show(columns)}); add it or change the view's {role.replace(' ', '_')} field"
-            raise SchemaMismatch(msg)
+            msg = f"missing {role} column '{time_col}' for '{name}' (data has: {_show(columns)})"
+            argument = f"{role.replace(' ', '_')}_field"  # timestamp_field, created_timestamp_field
+            raise SchemaMismatch(msg, hint=Hint(argument, "<its time column>", before="add it or "))
     duck = arrow_duck_types(con, table)
     for col in filter(None, (view.timestamp_field, view.created_timestamp_field)):
         if not types.is_time(duck[col]):

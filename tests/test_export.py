@@ -479,21 +479,29 @@ def test_recorded_fingerprint_found_in_the_store_the_notebook_opened(tmp_path: P
 
 
 @pytest.mark.parametrize("magic", ["fsnb", "feature_view", "training_set", "online_features", "materialize", "leakage"])
-def test_export_reads_the_same_grammar_as_the_magics(magic: str) -> None:
-    """A flag added to a magic must be taught to the exporter too (or this fails)."""
-    from fsnb import export as export_module
+def test_export_parses_with_the_magics_own_parsers(magic: str) -> None:
+    """One grammar: the magic method and export read the very same parser object."""
+    from fsnb.notebook import grammar
     from fsnb.notebook.magics import FsnbMagics
 
-    def signature(parser: Any) -> dict[str, tuple[Any, Any, Any]]:
-        return {
-            "/".join(a.option_strings) or a.dest: (a.nargs, a.default, a.required)
-            for a in parser._actions
-            if a.dest != "help"
-        }
+    assert getattr(FsnbMagics, magic).parser is grammar.PARSERS[magic]
 
-    theirs = getattr(FsnbMagics, magic).parser
-    ours = getattr(export_module, f"_{'online' if magic == 'online_features' else magic}_parser")()
-    assert signature(ours) == signature(theirs)
+
+def test_a_flag_added_to_the_grammar_is_understood_by_export(nb_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import copy
+
+    from fsnb.notebook import grammar
+
+    parser = copy.deepcopy(grammar.PARSERS["training_set"])
+    parser.add_argument("--max-age", default=None)
+    monkeypatch.setitem(grammar.PARSERS, "training_set", parser)
+    monkeypatch.setitem(grammar.KEYWORDS, "training_set", {**grammar.KEYWORDS["training_set"], "max_age": "max_age"})
+    path = write_notebook(nb_dir / "n.ipynb", "%training_set labels v:a --max-age 3d -o t")
+    assert 'store.get_historical_features(labels, ["v:a"], max_age="3d")' in export(path).script
+    # and a mistake the grammar refuses is refused by export in the magic's words
+    path = write_notebook(nb_dir / "m.ipynb", "%materialize --incremental --start 2024-01-01")
+    with pytest.raises(ExportError, match="cell 1: %materialize: --incremental starts at each view's watermark"):
+        export(path)
 
 
 def test_every_cli_command_is_documented(capsys: pytest.CaptureFixture[str]) -> None:
@@ -634,3 +642,52 @@ def test_pipeline_says_plainly_when_nothing_was_verified(nb_dir: Path, tmp_path:
     assert "warning: nothing was verified: the notebook recorded no fingerprint for training set 'train'" in result.stderr
     strict = run_pipeline(script, tmp_path / "run2", "--strict")
     assert strict.returncode == 1 and "nothing was verified" in strict.stderr
+
+
+# -- issue 13: one grammar, one typed key, one store path ---------------------------------------------
+def test_the_store_opened_by_an_assigned_fsnb_open_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `s = %fsnb open PATH` is the same magic as `%fsnb open PATH`: export reads it with the grammar
+    from fsnb.registry import Registry
+
+    monkeypatch.delenv("FSNB_STORE", raising=False)
+    (tmp_path / "my store").mkdir()
+    registry = Registry(tmp_path / "my store" / "registry.sqlite")
+    registry.record_training_set("t", "00112233445566778899", {"features": ["v:a"]})
+    registry.close()
+    path = write_notebook(tmp_path / "n.ipynb", 's = %fsnb open "my store"', "%training_set labels v:a -o t")
+    assert export(path).training_sets["t"].fingerprint == "0011223344556677"
+
+
+def test_online_keys_are_typed_and_checked_as_the_magic_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import polars as pl
+
+    import fsnb
+
+    monkeypatch.delenv("FSNB_STORE", raising=False)
+    with fsnb.FeatureStore(tmp_path / ".fsnb") as store:
+        events = pl.DataFrame({"sku": ["007"], "n": [1], "event_timestamp": [datetime(2024, 1, 1)], "a": [5]})
+        store.register(fsnb.FeatureView("v", entities=["sku", "n"]), events)
+    good = write_notebook(tmp_path / "good.ipynb", "%online_features v:a --entity sku=007,n=42")
+    assert '[{"sku": "007", "n": 42}]' in export(good).script
+    for line, message in (
+        ("%online_features v:a --entity sku=007,n=abc", "cell 1: %online_features: --entity n=abc: 'n' is BIGINT, so give a number"),
+        ("%online_features v:a --entity sku=007", "lacks the key 'n'"),
+        ("%online_features v:a --entity sku=1,n=2,sku=3", "gives 'sku' twice"),
+    ):
+        with pytest.raises(ExportError, match=message):
+            export(write_notebook(tmp_path / "bad.ipynb", line))
+
+
+def test_the_pipeline_and_the_cli_resolve_the_store_as_the_library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # an empty $FSNB_STORE means "not set" everywhere (FeatureStore(None) once took it as the working directory)
+    import fsnb
+    from fsnb.config import store_path
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FSNB_STORE", "")
+    with fsnb.FeatureStore(None) as store:
+        assert store.path == tmp_path / ".fsnb" == store_path()
+    assert not (tmp_path / "registry.sqlite").exists()
+    assert cli_main(["list"]) == 0
+    assert store_path("s", base=tmp_path / "nb") == tmp_path / "nb" / "s"
+    assert store_path(tmp_path / "abs", base=tmp_path / "nb") == tmp_path / "abs"

@@ -340,8 +340,10 @@ BAD_CELLS = [
     ("user_stats --entity user_id --timestamp login_count", "SELECT * FROM events", "date/time"),
     ("user_stats --entity user_id", "SELECT NULL::BIGINT AS user_id, TIMESTAMP '2024-01-01' AS event_timestamp, 1 AS x", "1 row"),
     ("user_stats --entity user_id", "SELECT * FROM events WHERE false", "empty|no rows"),
-    ("user_stats --entity user_id", "SELEKT * FROM events", "DuckDB"),
-    ("user_stats --entity user_id", "SELECT * FROM evnts", "DuckDB.*evnts"),
+    ("user_stats --entity user_id", "SELECT * FROM events; SELECT 1", "2 statements.*exactly one query"),
+    ("user_stats --entity user_id", "CREATE TABLE t AS SELECT * FROM events", "CREATE statement, not a query"),
+    ("user_stats --entity user_id", "COPY (SELECT 1) TO 'x.csv'", "COPY statement, not a query"),
+    ("user_stats --entity user_id", "-- nothing but a comment", "holds no query"),
     ("user_stats --entity user_id", "", "body is empty"),
     ("user_stats --entity user_id", "  \n ", "has no SQL"),
     ("user_stats", "SELECT * FROM events", "--entity"),
@@ -481,3 +483,58 @@ def test_entity_values_follow_the_registered_key_type() -> None:
     assert _entity_row("x=1.5,f=true", {"x": "DOUBLE", "f": "BOOLEAN"}) == {"x": 1.5, "f": True}
     assert _entity_row("k=12", {}) == {"k": 12}
     assert _entity_row("k=ab", {}) == {"k": "ab"}
+
+
+# -- issue 12: messages speak the language of the magic ------------------------------------------------
+def test_hints_name_magic_flags_not_api_arguments(ip: InteractiveShell) -> None:
+    user_stats(ip)
+    with pytest.raises(UsageError) as info:
+        ip.run_line_magic("training_set", "labels user_stats:login_count --timestamp ts")
+    assert "use --timestamp COL" in str(info.value) and "timestamp_field" not in str(info.value)
+    ip.run_cell_magic("feature_view", "other --entity user_id", "SELECT * FROM events")
+    with pytest.raises(UsageError) as info:
+        ip.run_line_magic("training_set", "labels user_stats:login_count other:login_count")
+    assert "use --full-names to name columns view__feature" in str(info.value)
+    assert "full_feature_names" not in str(info.value)
+    # the library keeps its own words
+    with pytest.raises(fsnb.FsnbError, match="pass timestamp_field=<your time column>"):
+        magics_of(ip).store.get_historical_features(ip.user_ns["labels"], ["user_stats:login_count"], timestamp_field="ts")
+
+
+def test_a_duckdb_error_in_the_cell_keeps_its_caret_under_the_mistake(ip: InteractiveShell) -> None:
+    with pytest.raises(UsageError) as info:
+        ip.run_cell_magic("feature_view", "user_stats --entity user_id", "SELECT user_id, FROM events WHERE = 1")
+    lines = str(info.value).splitlines()
+    assert lines[0].startswith("DuckDB: Parser Error: syntax error at or near")
+    source = next(line for line in lines if line.startswith("LINE 1: "))
+    caret = lines[lines.index(source) + 1]
+    assert caret.strip() == "^" and source[caret.index("^") :].startswith("= 1")
+    # a message that points at no place in the SQL stays one line
+    with pytest.raises(UsageError, match=r'evnts does not exist! Did you mean "events"\?') as info:
+        ip.run_cell_magic("feature_view", "user_stats --entity user_id", "SELECT * FROM evnts")
+    assert "\n" not in str(info.value)
+    assert not magics_of(ip).store.registry.has("user_stats")
+
+
+def test_rerunning_a_cell_says_which_rows_were_added_removed_and_kept(ip: InteractiveShell) -> None:
+    user_stats(ip)
+    again = user_stats(ip, sql="SELECT * FROM events WHERE login_count < 9 UNION ALL SELECT 7, TIMESTAMP '2024-03-09', 3, 1.0")
+    reg = again.registration
+    assert (reg.rows_written, reg.rows_removed, reg.rows_unchanged) == (1, 1, 3)
+    assert "1 row added, 1 row removed, 3 rows unchanged" in repr(again)
+    html = again._repr_html_()
+    assert "rows removed" in html and "rows unchanged" in html
+    first = user_stats(ip, flags="--description fresh")  # a new version, rows replaced again
+    assert (first.registration.rows_written, first.registration.rows_removed) == (1, 1)
+
+
+def test_feature_view_help_shows_the_cell_magic(ip: InteractiveShell) -> None:
+    usage = (magics_of(ip).feature_view.__doc__ or "").split("\n\n")[1]
+    assert "%%feature_view" in usage
+
+
+def test_a_missing_time_column_names_the_flag(ip: InteractiveShell) -> None:
+    for flags, flag in (("--timestamp ts", "use --timestamp COL"), ("--created made", "use --created COL")):
+        with pytest.raises(UsageError) as info:
+            user_stats(ip, flags)
+        assert flag in str(info.value) and "_field" not in str(info.value), str(info.value)

@@ -51,6 +51,19 @@ _DAMAGE = re.compile(r"not a valid DuckDB database|Could not read|corrupt|checks
 # query here is read with fetchall(), never fetchone().
 
 
+class Written(int):
+    """What write() returns: the rows it inserted (an int, as the contract says), and with
+    replace=True the stored rows it removed and the stored rows the batch kept unchanged."""
+
+    removed: int
+    kept: int
+
+    def __new__(cls, inserted: int, *, removed: int = 0, kept: int = 0) -> Written:
+        self = super().__new__(cls, inserted)
+        self.removed, self.kept = removed, kept
+        return self
+
+
 class Journal(Protocol):
     """What the offline store tells the registry around each write (fsnb.commit)."""
 
@@ -260,10 +273,11 @@ class OfflineStore:
                 # past the range would be missed as a duplicate or a tie.
                 lo, hi = con.execute(f"SELECT epoch_ns(min({ts})), epoch_ns(max({ts})) FROM __fsnb_new").fetchall()[0]
                 in_range = f"e.{ts} BETWEEN CAST(make_timestamp_ns(?) AS {EVENT_TIME_TYPE}) AND CAST(make_timestamp_ns(?) AS {EVENT_TIME_TYPE})"
+                removed = 0
                 if replace:
-                    con.execute(
+                    (removed,) = con.execute(
                         f"DELETE FROM {table} AS e WHERE NOT EXISTS (SELECT 1 FROM __fsnb_new n WHERE {same})"
-                    )
+                    ).fetchall()[0]
                 (written,) = con.execute(
                     f"INSERT INTO {table} ({qlist(user_cols)}, {q(SEQ)}, {q(INGESTED_AT)}, {q(ENTRY)}) "
                     f"SELECT {qlist(user_cols, 'n.')}, ? + row_number() OVER (ORDER BY n.__fsnb_idx) - 1, ?, ? "
@@ -281,6 +295,8 @@ class OfflineStore:
                         [base, lo, hi],
                     ).fetchall()[0]
                 stats = self._next_stats(con, view, int(written), now, recount=replace)
+                # With replace the table now holds exactly the batch: what it did not insert was there.
+                kept = int(stats.get("rows") or 0) - int(written) if replace else 0
                 con.execute(
                     f"UPDATE {_META} SET next_seq = ?, has_ties = ?, write_token = ?, "
                     "version = coalesce(?, version), definition_hash = coalesce(?, definition_hash) WHERE name = ?",
@@ -299,7 +315,7 @@ class OfflineStore:
                 raise
             if self.journal is not None:
                 self.journal.committed(token, view, stats, publish)
-        return int(written)
+        return Written(int(written), removed=int(removed), kept=kept)
 
     def _next_stats(
         self, con: duckdb.DuckDBPyConnection, view: FeatureView, written: int, now: datetime, *, recount: bool

@@ -213,6 +213,14 @@ def nice_change(change: str, limit: int = 160) -> str:
     return change if len(change) <= limit else change[: limit - 1] + "…"
 
 
+def row_changes(reg: Registration) -> list[tuple[str, int]]:
+    """What a write did to the view's rows: written, or when it replaced stored rows, added,
+    removed and unchanged (a re-run cell whose data changed says so)."""
+    if not (reg.rows_removed or reg.rows_unchanged):
+        return [("written", reg.rows_written)]
+    return [("added", reg.rows_written), ("removed", reg.rows_removed), ("unchanged", reg.rows_unchanged)]
+
+
 def registration_html(reg: Registration, sample: Any = None) -> str:
     view = reg.view
     status = "new version" if reg.new_version else "unchanged definition"
@@ -220,7 +228,7 @@ def registration_html(reg: Registration, sample: Any = None) -> str:
         status = "created"
     title = f"Feature view <code>{html.escape(view.name)}</code> · version {reg.version} ({status})"
     parts = [
-        _facts([*_stats_facts(reg.stats), ("rows written", f"{reg.rows_written:,}")]),
+        _facts([*_stats_facts(reg.stats), *((f"rows {what}", f"{n:,}") for what, n in row_changes(reg))]),
         _facts(_definition_facts(view)),
     ]
     if reg.changes and reg.version > 1:
@@ -240,7 +248,7 @@ def registration_text(reg: Registration) -> str:
     lines = [
         f"feature view {view.name} v{reg.version} ({status}): {reg.stats.get('rows', 0):,} rows, "
         f"{reg.stats.get('entities', 0):,} entities, {time_range(reg.stats)}, TTL {ttl_text(view)}, "
-        f"{reg.rows_written:,} rows written",
+        + ", ".join(f"{n:,} row{'' if n == 1 else 's'} {what}" for what, n in row_changes(reg)),
         "schema: " + ", ".join(f"{c} {t}" for c, _, t in schema_rows(view)),
     ]
     if reg.changes and reg.version > 1:

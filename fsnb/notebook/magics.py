@@ -1,5 +1,5 @@
 # mypy: disable-error-code="untyped-decorator,no-untyped-call"
-"""The IPython magics: parse a line with ``magic_arguments``, call the library, show the result.
+"""The IPython magics: parse a line with the one grammar (fsnb.notebook.grammar), call the library, show the result.
 
 Only IPython's magic machinery and the SQLite registry are imported when the
 extension loads; the store (DuckDB, polars, Arrow) opens on the first magic that
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -24,27 +23,28 @@ from IPython.core.magic import (
     needs_local_scope,
     output_can_be_silenced,
 )
-from IPython.core.magic_arguments import argument, magic_arguments
 
-from fsnb.errors import FsnbError, closest, one_line
+from fsnb.config import DEFAULT_STORE, store_path
+from fsnb.errors import FsnbError, QueryError, closest, one_line
+from fsnb.notebook import grammar
+from fsnb.notebook.grammar import entity_row as _entity_row
 
 if TYPE_CHECKING:
     from fsnb.store import FeatureStore
 
-DEFAULT_STORE = ".fsnb"
+__all__ = ["DEFAULT_STORE", "FsnbMagics", "load", "store_path", "unload", "user_errors"]
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def store_path(path: str | os.PathLike[str] | None = None) -> Path:
-    """Where the extension keeps its store: PATH, else $FSNB_STORE, else ./.fsnb."""
-    chosen = path if path is not None else os.environ.get("FSNB_STORE") or DEFAULT_STORE
-    return Path(chosen).expanduser().resolve()
 
 
 def user_errors(func: F) -> F:
     """Turn fsnb's errors, and the engines' errors about the user's data, SQL or store
     files, into one-line UsageErrors (no traceback wall). Anything else from fsnb's own
-    code is a bug and keeps its traceback."""
+    code is a bug and keeps its traceback.
+
+    A hint naming a library argument is shown with the magic's flag (``use --timestamp
+    COL``, not ``pass timestamp_field=...``). DuckDB's message about the SQL of a cell
+    keeps its lines (the ``LINE 1:`` line and the caret under the mistake)."""
+    spell = grammar.flag_spelling(func.__name__)
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -52,8 +52,10 @@ def user_errors(func: F) -> F:
             return func(*args, **kwargs)
         except UsageError as exc:
             raise UsageError(one_line(exc)) from None
+        except QueryError as exc:
+            raise UsageError(_query_message(exc)) from None
         except FsnbError as exc:
-            raise UsageError(one_line(exc)) from None
+            raise UsageError(exc.message_for(spell)) from None
         except Exception as exc:
             prefix = _engine_error(exc)
             if prefix is None:
@@ -61,6 +63,14 @@ def user_errors(func: F) -> F:
             raise UsageError(f"{prefix}{one_line(exc)}") from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _query_message(exc: QueryError) -> str:
+    """DuckDB's own message whole when it points at the SQL (its caret line), else one line."""
+    detail = exc.detail
+    if detail and "\nLINE " in detail and detail.rstrip().endswith("^"):
+        return "DuckDB: " + "\n".join(line.rstrip() for line in detail.strip("\n").splitlines())
+    return one_line(exc)
 
 
 def _engine_error(exc: Exception) -> str | None:
@@ -87,29 +97,6 @@ def _engine_error(exc: Exception) -> str | None:
     if isinstance(exc, OSError):
         return ""
     return None
-
-
-def parse_argstring(magic: Any, line: str) -> Any:
-    """Parse a magic's line like a shell would (quotes group words and are removed)."""
-    import shlex
-
-    line = line.strip()
-    if line.endswith(";"):  # `%magic ...;` silences the output (IPython does that part)
-        line = line[:-1]
-    try:
-        argv = shlex.split(line)
-    except ValueError as exc:
-        msg = f"cannot read the line: {exc}; close the quote"
-        raise UsageError(msg) from None
-    return magic.parser.parse_args(argv)
-
-
-def _split_list(text: str, what: str) -> list[str]:
-    items = [p.strip() for p in text.split(",")]
-    if not all(items):
-        msg = f"{what} {text!r} has an empty name; write it like a,b"
-        raise UsageError(msg)
-    return items
 
 
 @magics_class
@@ -172,57 +159,27 @@ class FsnbMagics(Magics):
         raise UsageError(msg)
 
     def _store_output(self, var: str | None, value: Any) -> None:
-        if var is None:
-            return
-        _check_output(var)
-        self.namespace[var] = value
+        if var is not None:
+            self.namespace[var] = value
 
     # -- %fsnb ----------------------------------------------------------------------
-    @magic_arguments()
-    @argument("command", nargs="?", default="store", help="open PATH | list | show NAME (default: describe the store)")
-    @argument("target", nargs="?", help="the PATH of open, the NAME of show")
-    @argument("--online", default=None, metavar="URL", help="with open: serve online features from Redis (redis://host:port/db)")
-    @argument("--log", default=None, metavar="URL", help="with open: keep the streaming log in Redis (redis://host:port/db)")
+    @grammar.uses("fsnb")
     @output_can_be_silenced
     @line_magic
     @user_errors
     def fsnb(self, line: str) -> Any:
-        """Open a store, list its feature views or show one.
-
-        %fsnb open PATH    open (or create) the store in directory PATH
-                           [--online redis://...] [--log redis://...]: remembered in PATH/fsnb.toml
-        %fsnb list         every feature view with its size and time range
-        %fsnb show NAME    one view: schema, statistics, versions and sample rows
-        %fsnb              the current store
-        """
-        args = parse_argstring(self.fsnb, line)
+        args = grammar.parse("fsnb", line)
         from fsnb.notebook import display
 
         if args.command == "open":
-            if not args.target:
-                msg = "%fsnb open needs a directory: %fsnb open PATH"
-                raise UsageError(msg)
             store = self._open(store_path(args.target), args.online, args.log)
             print(self.announce())
             return store
-        if args.online or args.log:
-            msg = "--online and --log go with open: %fsnb open PATH --online redis://host:port/0"
-            raise UsageError(msg)
         if args.command == "list":
-            if args.target:
-                msg = f"%fsnb list takes no argument (got {args.target!r}); use %fsnb show {args.target}"
-                raise UsageError(msg)
             return display.ViewList.of(self.store)
         if args.command == "show":
-            if not args.target:
-                msg = "%fsnb show needs a feature view name: %fsnb show NAME"
-                raise UsageError(msg)
             return display.ViewInfo.of(self.store, args.target)
-        if args.command == "store":
-            return self.store
-        commands = ["open", "list", "show"]
-        msg = f"unknown %fsnb command '{args.command}'{closest(args.command, commands)} (use open PATH, list or show NAME)"
-        raise UsageError(msg)
+        return self.store
 
     def _open(self, path: Path, online: str | None, log: str | None) -> FeatureStore:
         """Make the store at path the session's store, or leave the current one in place.
@@ -262,26 +219,12 @@ class FsnbMagics(Magics):
         return store
 
     # -- %%feature_view -------------------------------------------------------------
-    @magic_arguments()
-    @argument("name", help="the feature view's name")
-    @argument("--entity", required=True, help="entity key column(s); a,b is a composite key")
-    @argument("--timestamp", default="event_timestamp", help="event time column (default event_timestamp)")
-    @argument("--created", default=None, help="optional created/ingestion time column (ties, as-of-ingestion)")
-    @argument("--ttl", default=None, help="how long a value stays valid: 30d, 12h, 90m, 45s (default: forever)")
-    @argument("--offline-only", action="store_true", help="keep the view out of the online store")
-    @argument("--stream", action="store_true", help="sync through the log (store.push) instead of materialization")
-    @argument("--description", default="", help="what the view holds")
+    @grammar.uses("feature_view")
     @needs_local_scope
     @cell_magic
     @user_errors
     def feature_view(self, line: str, cell: str, local_ns: Mapping[str, Any] | None = None) -> Any:
-        """Define (or redefine) a feature view from the DuckDB SQL in the cell.
-
-        The SQL may name polars/pandas DataFrames and Arrow tables of the notebook and
-        files ('events.parquet', read_csv('x.csv')). Running the cell again makes the
-        view's rows exactly the query's result; a changed definition becomes a new version.
-        """
-        args = parse_argstring(self.feature_view, line)
+        args = grammar.parse("feature_view", line)
         body = cell.strip()
         if not body:
             msg = f"%%feature_view {args.name} has no SQL; write a query under it, e.g. SELECT * FROM events"
@@ -290,18 +233,14 @@ class FsnbMagics(Magics):
         from fsnb.notebook import display
         from fsnb.sources import to_arrow
 
-        entities = _split_list(args.entity, "--entity")
         # The whole definition is checked before the query runs.
         view = FeatureView(
             name=args.name,
-            entities=entities,
-            timestamp_field=args.timestamp,
-            created_timestamp_field=args.created,
-            ttl=args.ttl,
+            entities=args.entities,
             online=not args.offline_only,
             sync="stream" if args.stream else "materialize",
-            description=args.description,
             query=body,
+            **grammar.keywords("feature_view", args),
         )
         namespace = {**self.namespace, **(local_ns or {})}
         source: Any = namespace[body] if body.isidentifier() and body in namespace else body
@@ -313,44 +252,23 @@ class FsnbMagics(Magics):
         return display.RegisteredView(registration, table.slice(0, 5))
 
     # -- %training_set --------------------------------------------------------------
-    @magic_arguments()
-    @argument("labels", help="a DataFrame in the notebook (or a Parquet/CSV path) with entity keys and a time column")
-    @argument("features", nargs="+", help="feature references view:feature or view:*")
-    @argument("-o", dest="output", default=None, help="store the polars result in this variable (and record its fingerprint)")
-    @argument("--timestamp", default="event_timestamp", help="the labels' time column (default event_timestamp)")
-    @argument("--as-of-ingestion", action="store_true", help="only use rows already ingested (created) at each label time")
-    @argument("--full-names", action="store_true", help="name columns view__feature")
-    @argument("--explore", action="store_true", help="also open the leakage explorer on these labels and features")
+    @grammar.uses("training_set")
     @needs_local_scope
     @output_can_be_silenced
     @line_magic
     @user_errors
     def training_set(self, line: str, local_ns: Mapping[str, Any] | None = None) -> Any:
-        """Join features to label rows point-in-time correctly; show shape, null rates and leakage."""
-        args = parse_argstring(self.training_set, line)
+        args = grammar.parse("training_set", line)
         from fsnb.notebook import display
 
         _check_output(args.output)
         labels = self._labels(args.labels, local_ns)
-        frame = self.store.get_historical_features(
-            labels,
-            args.features,
-            timestamp_field=args.timestamp,
-            full_feature_names=args.full_names,
-            as_of_ingestion=args.as_of_ingestion,
-        )
+        options = grammar.keywords("training_set", args)  # timestamp_field=, full_feature_names=, ...
+        frame = self.store.get_historical_features(labels, args.features, **options)
         fingerprint = None
         if args.output:
             self._store_output(args.output, frame)
-            fingerprint = self.store.record_training_set(
-                args.output,
-                frame,
-                args.features,
-                labels=args.labels,
-                timestamp_field=args.timestamp,
-                as_of_ingestion=args.as_of_ingestion,
-                full_feature_names=args.full_names,
-            )
+            fingerprint = self.store.record_training_set(args.output, frame, args.features, labels=args.labels, **options)
         summary = display.TrainingSetSummary.of(
             self.store, frame, labels, args.features, args.timestamp,
             full_names=args.full_names, name=args.output, fingerprint=fingerprint,
@@ -361,17 +279,12 @@ class FsnbMagics(Magics):
         return frame
 
     # -- %online_features -----------------------------------------------------------
-    @magic_arguments()
-    @argument("features", nargs="+", help="feature references view:feature or view:*")
-    @argument("--entity", action="append", required=True, metavar="KEY=VALUE[,KEY=VALUE]",
-              help="one entity row, e.g. user_id=42 or user_id=42,region=7; repeat for more rows")
-    @argument("-o", dest="output", default=None, help="store the result in this variable")
+    @grammar.uses("online_features")
     @output_can_be_silenced
     @line_magic
     @user_errors
     def online_features(self, line: str) -> Any:
-        """The latest served value of each feature for the given entities (None if unknown or expired)."""
-        args = parse_argstring(self.online_features, line)
+        args = grammar.parse("online_features", line)
         from fsnb.notebook import display
 
         _check_output(args.output)
@@ -383,43 +296,33 @@ class FsnbMagics(Magics):
         return result
 
     # -- %materialize ---------------------------------------------------------------
-    @magic_arguments()
-    @argument("--start", default=None, help="only rows with event time at or after this (ISO date/time)")
-    @argument("--end", default=None, help="only rows with event time at or before this (default: now)")
-    @argument("--incremental", action="store_true", help="copy only what changed since each view's watermark")
-    @argument("--view", action="append", default=None, help="materialize only this view (repeatable)")
+    @grammar.uses("materialize")
     @output_can_be_silenced
     @line_magic
     @user_errors
     def materialize(self, line: str) -> Any:
-        """Copy the latest feature values from the offline store into the online store."""
-        args = parse_argstring(self.materialize, line)
+        args = grammar.parse("materialize", line)
         from fsnb.notebook import display
 
-        if args.incremental and args.start:
-            msg = "--incremental starts at each view's watermark; drop --start (or drop --incremental)"
-            raise UsageError(msg)
         if args.view:
             for name in args.view:
                 self.store.get_feature_view(name)
+        options = grammar.keywords("materialize", args)  # start=, end=, views=
         if args.incremental:
-            written = self.store.materialize_incremental(args.end, views=args.view)
+            options.pop("start")  # the grammar refuses --start with --incremental
+            written = self.store.materialize_incremental(**options)
         else:
-            written = self.store.materialize(args.start, args.end, views=args.view)
+            written = self.store.materialize(**options)
         return display.Materialized(written)
 
     # -- %leakage -------------------------------------------------------------------
-    @magic_arguments()
-    @argument("labels", help="a DataFrame in the notebook (or a Parquet/CSV path) with entity keys and a time column")
-    @argument("features", nargs="+", help="feature references view:feature or view:*")
-    @argument("--timestamp", default="event_timestamp", help="the labels' time column (default event_timestamp)")
+    @grammar.uses("leakage")
     @needs_local_scope
     @output_can_be_silenced
     @line_magic
     @user_errors
     def leakage(self, line: str, local_ns: Mapping[str, Any] | None = None) -> Any:
-        """The leakage explorer: what a naive latest-record join would have leaked, row by row."""
-        args = parse_argstring(self.leakage, line)
+        args = grammar.parse("leakage", line)
         labels = self._labels(args.labels, local_ns)
         return self._explorer(labels, args.features, args.timestamp)
 
@@ -432,6 +335,7 @@ class FsnbMagics(Magics):
 
 
 def _check_output(var: str | None) -> None:
+    """-o VAR names a Python variable (checked before anything runs)."""
     import keyword
 
     if var is not None and (not var.isidentifier() or keyword.iskeyword(var)):
@@ -452,54 +356,6 @@ def _entity_types(store: FeatureStore, features: list[str]) -> dict[str, str]:
             if registered:
                 types.setdefault(key, registered)
     return types
-
-
-def _entity_row(text: str, key_types: Mapping[str, str]) -> dict[str, Any]:
-    """Parse 'user_id=42,region=7' into typed key values."""
-    row: dict[str, Any] = {}
-    for part in text.split(","):
-        key, sep, value = part.partition("=")
-        key, value = key.strip(), value.strip()
-        if not sep or not key:
-            msg = f"--entity {text!r}: write each key as NAME=VALUE, e.g. --entity user_id=42"
-            raise UsageError(msg)
-        if key in row:
-            msg = f"--entity {text!r} gives '{key}' twice; give each key once per row (repeat --entity for more rows)"
-            raise UsageError(msg)
-        if key_types and key not in key_types:
-            msg = f"--entity names '{key}', which is not an entity key of these features{closest(key, key_types)}"
-            raise UsageError(msg)
-        row[key] = _typed_key(key, value, key_types.get(key))
-    missing = [k for k in key_types if k not in row]
-    if missing:
-        msg = f"--entity {text!r} lacks the key '{missing[0]}'; give {','.join(f'{k}=...' for k in key_types)}"
-        raise UsageError(msg)
-    return row
-
-
-def _typed_key(key: str, value: str, duck_type: str | None) -> Any:
-    from fsnb.types import family
-
-    kind = family(duck_type) if duck_type else None
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-        value = value[1:-1]
-        if kind in (None, "string"):
-            return value
-    try:
-        if kind == "int" or (kind is None and value.lstrip("-").isdigit()):
-            number = int(value)
-            if not -(2**63) <= number < 2**63:
-                msg = f"--entity {key}={value}: the number is out of range for a {duck_type or 'BIGINT'} key"
-                raise UsageError(msg)
-            return number
-        if kind == "float":
-            return float(value)
-    except ValueError:
-        msg = f"--entity {key}={value}: '{key}' is {duck_type}, so give a number"
-        raise UsageError(msg) from None
-    if kind == "bool":
-        return value.lower() in ("1", "true", "yes")
-    return value
 
 
 def load(shell: Any) -> FsnbMagics:
