@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,8 +20,7 @@ from fsnb import types
 from fsnb.backends.duckdb_offline import OfflineStore, Written
 from fsnb.backends.duckdb_pit import LABELS, ROW, T, ViewSelection, point_in_time_sql
 from fsnb.backends.sqlite_online import OnlineStore, ViewReader
-from fsnb.commit import RegistryJournal
-from fsnb.config import DEFAULT_STORE, load_config, store_path
+from fsnb.config import DEFAULT_STORE, StoreConfig, store_path
 from fsnb.definitions import FeatureView, parse_feature_refs
 from fsnb.entity import KeyPlan
 from fsnb.errors import (
@@ -32,12 +29,11 @@ from fsnb.errors import (
     InvalidData,
     InvalidDefinition,
     SchemaMismatch,
-    StoreBusy,
-    StoreError,
     UnknownFeature,
     closest,
     one_line,
 )
+from fsnb.parts import open_parts
 from fsnb.registry import Registry, ViewVersion
 from fsnb.sources import to_arrow
 from fsnb.sqlnames import offline_table
@@ -121,67 +117,51 @@ class FeatureStore:
             if url is not None and not isinstance(url, str):
                 msg = f"{what} must be 'sqlite' or a redis:// URL str, not {type(url).__name__}"
                 raise FsnbError(msg)
-        self.path = Path(path).expanduser().resolve()
-        if self.path.exists() and not self.path.is_dir():
-            msg = f"store path {self.path} is a file; fsnb needs a directory (it creates it if missing)"
-            raise FsnbError(msg)
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.registry = Registry(self.path / "registry.sqlite")
-        self.offline = OfflineStore(self.path / "offline.duckdb", lock_timeout=lock_timeout)
-        self.offline.journal = RegistryJournal(self.registry, self.offline)
-        if self.registry.pending_writes():
-            # A writer died mid-write (or is writing now, and holds the offline store).
-            with suppress(StoreBusy), self.offline.connect(timeout=0):
-                pass
-        self.config = load_config(self.path, online=online, log=log)
-        self.online = self._open_online()
-        self._readers: dict[tuple[str, ...], tuple[int, list[Reader], list[str], bool]] = {}
-        self._registry_checked = float("-inf")
-        self._key_plans: dict[tuple[str, ...], KeyPlan] = {}
-        self._registry_seen = 0
-        if (self.path / "log.sqlite").exists() or self.config.log not in (None, "sqlite"):
+        self.parts = open_parts(Path(path).expanduser().resolve(), online=online, log=log, lock_timeout=lock_timeout)
+        if self.parts.has_log:
             from fsnb.sync.streaming import announce_uncommitted
 
             announce_uncommitted(self)  # a pushing process died before its consumers committed
 
-    def _open_online(self) -> OnlineStore | RedisOnlineStore:
-        url = self.config.online
-        if url is None or url == "sqlite":
-            return OnlineStore(self.path / "online.sqlite")
-        from fsnb.backends.redis_online import RedisOnlineStore
+    # The parts, by name (docs/architecture.md): what the facade delegates to.
+    @property
+    def path(self) -> Path:
+        return self.parts.path
 
-        store_id, new = self._store_id()
-        online = RedisOnlineStore(url, namespace=store_id)
-        if new:  # kept only once the backend answered: a refused URL leaves the registry as it was
-            self.registry.set("store_id", store_id)
-        return online
+    @property
+    def config(self) -> StoreConfig:
+        return self.parts.config
+
+    @property
+    def registry(self) -> Registry:
+        return self.parts.registry
+
+    @property
+    def offline(self) -> OfflineStore:
+        return self.parts.offline
+
+    @property
+    def online(self) -> OnlineStore | RedisOnlineStore:
+        return self.parts.online
+
+    @property
+    def _readers(self) -> dict[tuple[str, ...], Any]:
+        return self.parts.caches.readers
+
+    @property
+    def _key_plans(self) -> dict[tuple[str, ...], Any]:
+        return self.parts.caches.key_plans
 
     @property
     def store_id(self) -> str:
         """A random id fixed at creation: names this store's keys in shared backends."""
-        value, new = self._store_id()
-        if new:
-            self.registry.set("store_id", value)
-        return value
+        return self.parts.keep_store_id()
 
     def _store_id(self) -> tuple[str, bool]:
-        """The stored id, or a new one (and True) when none is stored yet."""
-        value = self.registry.get("store_id")
-        if value is None:
-            import uuid
-
-            return uuid.uuid4().hex[:12], True
-        if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{12}", value):  # it names Redis keys
-            msg = f"{self.registry.path}: the store id {value!r:.40} is not one fsnb wrote; restore the file from a backup"
-            raise StoreError(msg)
-        return value, False
+        return self.parts.store_id()
 
     def close(self) -> None:
-        self.registry.close()
-        self.online.close()
-        log = self.__dict__.pop("_fsnb_log", None)
-        if log is not None:
-            log.close()
+        self.parts.close()
 
     def __enter__(self) -> FeatureStore:
         return self
@@ -357,9 +337,7 @@ class FeatureStore:
 
     def _scratch(self) -> Any:
         """This thread's in-memory DuckDB, for checking data before any store file is opened."""
-        from fsnb.sync.streaming import _scratch
-
-        return _scratch(self)
+        return self.parts.caches.scratch()
 
     def _offline_rows(self, name: str) -> int:
         with self.offline.connect() as con:
@@ -566,10 +544,11 @@ class FeatureStore:
         SQLite statement per lookup, a sixth of a single-entity read.
         """
         now = time.monotonic()
-        if now - self._registry_checked > 0.05:
-            self._registry_seen = self.registry.data_version()
-            self._registry_checked = now
-        return self._registry_seen
+        caches = self.parts.caches
+        if now - caches.registry_checked > 0.05:
+            caches.registry_seen = self.registry.data_version()
+            caches.registry_checked = now
+        return caches.registry_seen
 
     def _build_readers(self, features: tuple[str, ...]) -> tuple[list[Reader], list[str]]:
         selection = self.resolve(features)

@@ -35,7 +35,6 @@ import itertools
 import json
 import os
 import signal
-import threading
 import uuid
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -148,49 +147,13 @@ def _record_set_aside(store: FeatureStore, consumer: str, entry: LogEntry, exc: 
 
 # -- per-store state ------------------------------------------------------------------
 def log_of(store: FeatureStore) -> FeatureLog:
-    """The store's feature log (the one place that picks the backend)."""
-    log: FeatureLog | None = store.__dict__.get("_fsnb_log")
-    if log is None:
-        with _LOG_OPEN:  # one log object per store, whichever thread asks first
-            return _open_log(store)
-    return log
-
-
-_LOG_OPEN = threading.Lock()
-
-
-def _open_log(store: FeatureStore) -> FeatureLog:
-    log: FeatureLog | None = store.__dict__.get("_fsnb_log")
-    if log is None:
-        url = getattr(getattr(store, "config", None), "log", None)
-        if url in (None, "sqlite"):
-            log = SqliteLog(store.path)
-        else:
-            try:
-                from fsnb.backends.redis_log import RedisLog
-            except ImportError:
-                from fsnb.config import redact_url
-
-                msg = f"this fsnb has no Redis log backend (log = {redact_url(str(url))!r} in the store's config); remove the [log] setting"
-                raise StoreError(msg) from None
-            store_id, new = store._store_id()
-            log = RedisLog(url, namespace=store_id, directory=store.path)
-            if new:  # kept only once the backend answered: a refused URL leaves the registry as it was
-                store.registry.set("store_id", store_id)
-        store.__dict__["_fsnb_log"] = log
-    return log
+    """The store's feature log (opened once by its parts)."""
+    return store.parts.log
 
 
 def _scratch(store: FeatureStore) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB for validating and encoding batches (the offline file stays closed)."""
-    # One per thread: a DuckDB connection serves one call at a time.
-    key = f"_fsnb_scratch_{threading.get_ident()}"
-    con = store.__dict__.get(key)
-    if con is None:
-        con = duckdb.connect()
-        con.execute("SET TimeZone = 'UTC'")
-        store.__dict__[key] = con
-    return con
+    return store.parts.caches.scratch()
 
 
 def _crash_point(name: str) -> None:
@@ -244,7 +207,7 @@ def push(store: FeatureStore, name: str, data: Any, *, namespace: Mapping[str, A
     identity = view_id(store, name, create=True) or ""
     offset = log.append(name, version, payload, batch.num_rows, identity)
     _crash_point("after_append")
-    session = store.__dict__.get("_fsnb_producer")
+    session = store.parts.caches.producer
     # The entry just appended need not be read back and decoded for the online consumer.
     just_appended = LogEntry(offset, name, version, batch.num_rows, now_us(), payload, batch, identity)
     apply_pending(store, ONLINE, just_appended)
@@ -282,7 +245,7 @@ def _match_version(store: FeatureStore, name: str, table: pa.Table) -> tuple[int
 def _check(store: FeatureStore, view: FeatureView, table: pa.Table) -> CheckedBatch:
     """check_batch, remembering what depends only on the schema: a producer sends the
     same schema over and over, and only emptiness and null keys/times depend on the rows."""
-    memo: dict[tuple[str, pa.Schema], CheckedBatch] = store.__dict__.setdefault("_fsnb_checked", {})
+    memo: dict[tuple[str, Any], Any] = store.parts.caches.checked
     key = (view.definition_hash(), table.schema)
     known = memo.get(key)
     if known is not None and table.num_rows and not any(table.column(c).null_count for c in view.system_columns):
@@ -602,7 +565,7 @@ def _apply_offline(store: FeatureStore, entries: Sequence[LogEntry]) -> None:
             group.append((entry, table))
         flush()
         # Each write above committed its statistics and mirrored them to the registry.
-        session = store.__dict__.get("_fsnb_producer")
+        session = store.parts.caches.producer
         if session is not None:
             session.stale.update(touched)
     _crash_point("after_offline_apply")
@@ -670,11 +633,11 @@ def producer(store: FeatureStore, *, offline_every: int = 64) -> Iterator[None]:
     if offline_every < 1:
         msg = f"offline_every must be at least 1 (got {offline_every})"
         raise InvalidData(msg)
-    if store.__dict__.get("_fsnb_producer") is not None:
+    if store.parts.caches.producer is not None:
         msg = "a producer session is already open on this store; nest pushes inside it instead"
         raise InvalidDefinition(msg)
     session = _Producer(offline_every)
-    store.__dict__["_fsnb_producer"] = session
+    store.parts.caches.producer = session
     try:
         # The offline consumer's lock first, then the offline database: the order every
         # pusher uses, so a concurrent pusher waits for the session instead of deadlocking.
@@ -688,7 +651,7 @@ def producer(store: FeatureStore, *, offline_every: int = 64) -> Iterator[None]:
                         store._refresh_stats(store.registry.latest(name).view)
                 compact(store)
     finally:
-        store.__dict__["_fsnb_producer"] = None
+        store.parts.caches.producer = None
 
 
 

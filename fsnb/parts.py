@@ -1,0 +1,175 @@
+"""The parts of one store, opened once and handed to the modules that need them.
+
+``FeatureStore`` is a facade over a ``StoreParts``; sync, materialization, retrieval
+and leakage analysis receive the parts (or narrower pieces), never the facade, and
+keep their per-store state in ``StoreParts.caches`` rather than on anyone's object
+(docs/architecture.md, "Parts, not the owner").
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fsnb.backends.duckdb_offline import OfflineStore
+from fsnb.commit import RegistryJournal
+from fsnb.config import StoreConfig, load_config, redact_url
+from fsnb.errors import FsnbError, StoreBusy, StoreError
+from fsnb.registry import Registry
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from fsnb.backends.redis_online import RedisOnlineStore
+    from fsnb.backends.sqlite_log import FeatureLog
+    from fsnb.backends.sqlite_online import OnlineStore
+
+REGISTRY_FILE = "registry.sqlite"
+OFFLINE_FILE = "offline.duckdb"
+ONLINE_FILE = "online.sqlite"
+LOG_FILE = "log.sqlite"
+
+
+@dataclass
+class Caches:
+    """What a store remembers between calls; cleared when definitions or data change."""
+
+    readers: dict[tuple[str, ...], Any] = field(default_factory=dict)  # online readers per feature list
+    key_plans: dict[tuple[str, ...], Any] = field(default_factory=dict)  # online key typing per feature list
+    checked: dict[tuple[str, Any], Any] = field(default_factory=dict)  # schema-only batch checks (streaming)
+    registry_checked: float = float("-inf")  # when the registry change counter was last read
+    registry_seen: int = 0
+    producer: Any = None  # the open producer session (fsnb.sync), if any
+    stats_at: dict[str, float] = field(default_factory=dict)  # view -> last full statistics count
+    _scratch: threading.local = field(default_factory=threading.local)
+
+    def forget_readers(self) -> None:
+        self.readers.clear()
+        self.key_plans.clear()
+
+    def scratch(self) -> duckdb.DuckDBPyConnection:
+        """This thread's in-memory DuckDB, for checking and encoding batches with every
+        store file closed (a DuckDB connection serves one call at a time)."""
+        con = getattr(self._scratch, "con", None)
+        if con is None:
+            import duckdb
+
+            con = duckdb.connect()
+            con.execute("SET TimeZone = 'UTC'")
+            self._scratch.con = con
+        return con
+
+
+@dataclass
+class StoreParts:
+    """A store's directory, configuration and backends."""
+
+    path: Path
+    config: StoreConfig
+    registry: Registry
+    offline: OfflineStore
+    online: OnlineStore | RedisOnlineStore
+    caches: Caches = field(default_factory=Caches)
+    _log: FeatureLog | None = None
+    _log_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def log(self) -> FeatureLog:
+        """The feature log, opened on first use (one object, whichever thread asks first)."""
+        log = self._log
+        if log is None:
+            with self._log_lock:
+                if self._log is None:
+                    self._log = open_log(self)
+                log = self._log
+        return log
+
+    @property
+    def has_log(self) -> bool:
+        """True when the store has (or is configured for) a feature log."""
+        return (self.path / LOG_FILE).exists() or self.config.log not in (None, "sqlite")
+
+    def store_id(self) -> tuple[str, bool]:
+        """The store's id (names its keys in shared backends), and True when it is new and not yet kept."""
+        value = self.registry.get("store_id")
+        if value is None:
+            return uuid.uuid4().hex[:12], True
+        if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{12}", value):  # it names Redis keys
+            msg = f"{self.registry.path}: the store id {value!r:.40} is not one fsnb wrote; restore the file from a backup"
+            raise StoreError(msg)
+        return value, False
+
+    def keep_store_id(self) -> str:
+        value, new = self.store_id()
+        if new:
+            self.registry.set("store_id", value)
+        return value
+
+    def close(self) -> None:
+        self.registry.close()
+        self.online.close()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+def open_parts(path: Path, *, online: str | None, log: str | None, lock_timeout: float) -> StoreParts:
+    """Open (or create) the store in directory path: registry, offline, online; the log lazily."""
+    if path.exists() and not path.is_dir():
+        msg = f"store path {path} is a file; fsnb needs a directory (it creates it if missing)"
+        raise FsnbError(msg)
+    path.mkdir(parents=True, exist_ok=True)
+    registry = Registry(path / REGISTRY_FILE)
+    offline = OfflineStore(path / OFFLINE_FILE, lock_timeout=lock_timeout)
+    offline.journal = RegistryJournal(registry, offline)
+    if registry.pending_writes():
+        # A writer died mid-write (or is writing now, and holds the offline store).
+        with suppress(StoreBusy), offline.connect(timeout=0):
+            pass
+    config = load_config(path, online=online, log=log)
+    parts = StoreParts(path, config, registry, offline, _placeholder_online())
+    parts.online = _open_online(parts)
+    return parts
+
+
+def _placeholder_online() -> Any:
+    return None
+
+
+def _open_online(parts: StoreParts) -> OnlineStore | RedisOnlineStore:
+    url = parts.config.online
+    if url is None or url == "sqlite":
+        from fsnb.backends.sqlite_online import OnlineStore
+
+        return OnlineStore(parts.path / ONLINE_FILE)
+    from fsnb.backends.redis_online import RedisOnlineStore
+
+    store_id, new = parts.store_id()
+    backend = RedisOnlineStore(url, namespace=store_id)
+    if new:  # kept only once the backend answered: a refused URL leaves the registry as it was
+        parts.registry.set("store_id", store_id)
+    return backend
+
+
+def open_log(parts: StoreParts) -> FeatureLog:
+    """The one place that picks the log backend."""
+    url = parts.config.log
+    if url in (None, "sqlite"):
+        from fsnb.backends.sqlite_log import SqliteLog
+
+        return SqliteLog(parts.path)
+    try:
+        from fsnb.backends.redis_log import RedisLog
+    except ImportError:
+        msg = f"this fsnb has no Redis log backend (log = {redact_url(str(url))!r} in the store's config); remove the [log] setting"
+        raise StoreError(msg) from None
+    store_id, new = parts.store_id()
+    log = RedisLog(str(url), namespace=store_id, directory=parts.path)
+    if new:  # kept only once the backend answered
+        parts.registry.set("store_id", store_id)
+    return log
