@@ -65,10 +65,10 @@ def test_opens_on_first_leaky_row_with_composite_keys(report):
     assert "TTL window (30d)" in str(explorer.timeline.spec)
     header = explorer.header.value
     assert "2</span> of 4 label rows leak" in header and "50.0%" in header
-    assert "<b>Row 1</b>: user_id=42, region=eu" in explorer.vectors.value
+    assert "<b>Row 2</b>: user_id=42, region=eu" in explorer.vectors.value  # 1-based on screen
     # leaky rows first in the picker list
     assert [v for _, v in explorer.row_list.options][:2] == [1, 3]
-    assert explorer.row_list.options[0][0].startswith("⚠ row 1: 42,eu")
+    assert explorer.row_list.options[0][0] == "⚠ #2 · user_id=42, region=eu · 2024-03-03 · +4.0d"
 
 
 def test_selecting_rows_through_widget_traits(report):
@@ -105,13 +105,13 @@ def test_selecting_rows_through_widget_traits(report):
 def test_search(report):
     explorer = report.explorer()
     explorer.search.value = "17"
-    # the selected row (1) stays listed on top, then the matches
-    assert [v for _, v in explorer.row_list.options] == [1, 0]
+    # the matches, then the selected row (1), listed after them so the matches never move
+    assert [v for _, v in explorer.row_list.options] == [0, 1]
     assert explorer.row_list.value == 1
     explorer.row_list.value = 0
     assert explorer.row == 0
-    explorer.search.value = "3"  # a row number
-    assert [v for _, v in explorer.row_list.options] == [0, 3]
+    explorer.search.value = "3"  # a row number, as shown on screen (1-based)
+    assert [v for _, v in explorer.row_list.options] == [2, 0]
     explorer.search.value = ""
     assert [v for _, v in explorer.row_list.options] == [1, 3, 0, 2]
 
@@ -119,7 +119,7 @@ def test_search(report):
 def test_specs_are_valid_vega_lite(report):
     explorer = report.explorer()
     alt.LayerChart.from_dict(explorer.timeline_chart().to_dict(validate=True))
-    explorer._overview_chart().to_dict(validate=True)
+    explorer.overview_chart().to_dict(validate=True)
 
 
 def test_snapshot_is_static_svg(report):
