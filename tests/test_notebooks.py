@@ -20,11 +20,16 @@ def test_the_quickstart_exists() -> None:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_without_errors(path: Path, tmp_path: Path) -> None:
     before = path.read_bytes()
-    nb = demo.run_notebook(path, tmp_path / "store")  # raises CellExecutionError on any failing cell
+    # a copy, so what a notebook writes next to itself (leakage.ipynb's .fsnb-leakage) stays
+    # in this test's folder, and concurrent runs do not share it
+    copy = tmp_path / "nb" / path.name
+    copy.parent.mkdir()
+    copy.write_bytes(before)
+    nb = demo.run_notebook(copy, tmp_path / "store")  # raises CellExecutionError on any failing cell
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert errors == []
     assert all(c.get("execution_count") for c in nb.cells if c.cell_type == "code" and c.source.strip())
-    assert path.read_bytes() == before  # running a notebook never rewrites it
+    assert copy.read_bytes() == before  # running a notebook never rewrites it
 
 
 def test_make_demo_runs_the_quickstart_and_prints_the_story(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
