@@ -266,8 +266,8 @@ def test_timeline_names_the_ttl_window_and_places_labels_by_space(report):
     assert rect["encoding"]["fill"]["legend"] is not None  # a legend entry for the window
     texts = {str(layer["mark"].get("color")): layer for layer in layers if layer["mark"]["type"] == "text"}
     datasets = spec["datasets"]
-    shown = {datasets[layer["data"]["name"]][0].get("text") or datasets[layer["data"]["name"]][0].get("what") for layer in texts.values()}
-    assert shown == {"TTL window (30d)", "label time", "naive: +4d after the label"}
+    shown = {layer["encoding"]["text"]["field"]: datasets[layer["data"]["name"]][0] for layer in texts.values()}
+    assert {row[field] for field, row in shown.items()} == {"TTL 30d", "label time", "naive: +4d after the label"}
     for layer in texts.values():  # each placed by the room it has, where the chart is drawn
         assert "width" in layer["mark"]["align"]["expr"] or "scale('x'" in layer["mark"]["align"]["expr"]
     assert spec["width"] == "container"  # the live chart fills its box

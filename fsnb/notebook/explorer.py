@@ -13,16 +13,11 @@ This module imports ipywidgets and Altair, so only LeakageReport.explorer() load
 
 from __future__ import annotations
 
-import hashlib
-import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import altair as alt
 import ipywidgets as W
 import polars as pl
 import traitlets
-from altair import JupyterChart
 
 from fsnb.definitions import format_ttl, parse_ttl
 from fsnb.errors import InvalidData
@@ -37,6 +32,7 @@ from fsnb.notebook.explorer_data import (
     timeline_frame,
 )
 from fsnb.notebook.explorer_html import STYLE, header_html, snapshot_page, vectors_html
+from fsnb.notebook.offline_chart import OfflineChart, ensure_offline
 from fsnb.timeutil import utc
 
 if TYPE_CHECKING:
@@ -49,40 +45,6 @@ SNAPSHOT_WIDTH = 640  # pixels of the static timeline (a saved notebook has no b
 # menu: its "…" floats away from the chart in a flexible box; the snapshot is the export.
 EMBED = {"renderer": "svg", "actions": False}
 _SPACE = "\u2003"  # as wide as the ⚠ of leaky rows in the list, so the numbers line up
-
-
-class OfflineChart(JupyterChart):
-    """alt.JupyterChart with its JavaScript bundled locally (no CDN)."""
-
-
-def _offline_bundle() -> str:
-    """vl-convert's self-contained bundle of JupyterChart's front end, cached on disk
-    (bundling takes seconds; the cache makes the second explorer open at once)."""
-    import vl_convert as vlc
-    from altair.utils._importers import vl_version_for_vl_convert
-
-    source = (Path(alt.__file__).parent / "jupyter" / "js" / "index.js").read_text()
-    key = hashlib.sha256(f"{alt.__version__}|{getattr(vlc, '__version__', '')}|{source}".encode()).hexdigest()[:16]
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fsnb" / f"jupyterchart-{key}.js"
-    if cache.exists():
-        return cache.read_text()
-    lines = source.split("\n")
-    while lines and (not lines[0].strip() or lines[0].startswith(("import", "//"))):
-        lines.pop(0)  # the CDN imports: vl-convert's bundle provides them
-    bundle: str = vlc.javascript_bundle("\n".join(lines), vl_version=vl_version_for_vl_convert())
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(bundle)
-        tmp.replace(cache)
-    except OSError:
-        pass  # a read-only home only costs the bundling time next time
-    return bundle
-
-
-def _ensure_offline() -> None:
-    if "_esm" not in OfflineChart.__dict__:
-        OfflineChart._esm = _offline_bundle()
 
 
 def _chart(spec: Any, css: str, **layout: str) -> OfflineChart:
@@ -99,7 +61,7 @@ class LeakageExplorer(W.VBox):  # type: ignore[misc]
     feature = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, report: LeakageReport, *, feature: str | None = None, row: int | None = None) -> None:
-        _ensure_offline()
+        ensure_offline()
         if report.rows.height == 0:
             msg = "the leakage report has no label rows to explore; pass a non-empty label table"
             raise InvalidData(msg)
@@ -119,8 +81,9 @@ class LeakageExplorer(W.VBox):  # type: ignore[misc]
         self._keys = keys_text(rows, report.entity_columns)  # "user_id=42, region=eu" per row
 
         self.feature = feature or report.feature_names[0]
-        if row is None:
-            row = int(self._leaky_rows[0]) if len(self._leaky_rows) else 0
+        if row is None:  # the row the list shows first: the leak with the largest horizon
+            top = self._rank.filter(pl.col("leaky")).top_k(1, by=["days", "row"], reverse=[False, True])
+            row = int(top["row"][0]) if top.height else 0
         self.row = row
 
         self.header = W.HTML(layout=W.Layout(flex="1 1 320px"))
@@ -137,19 +100,25 @@ class LeakageExplorer(W.VBox):  # type: ignore[misc]
             tooltip="jump to the next row a naive join leaks",
             layout=W.Layout(width="auto"),
         )
-        self.search = W.Text(placeholder="entity key or row number", description="search", layout=W.Layout(width="100%"))
-        self.row_list = W.Select(options=[], rows=10, layout=W.Layout(width="100%"))
+        self.search = W.Text(
+            placeholder="entity key or row number",
+            description="search",
+            style={"description_width": "initial"},
+            layout=W.Layout(width="auto"),
+        )
+        self.row_list = W.Select(options=[], rows=10, layout=W.Layout(width="auto"))
         self.position = W.HTML()
-        self.vectors = W.HTML(layout=W.Layout(flex="0 1 360px"))
+        self.vectors = W.HTML(layout=W.Layout(flex="0 1 340px"))
         self._sampled: set[int] = set()
         self._syncing = False
-        self.overview = _chart(None, "fsnb-overview", flex="1 1 420px", min_width="0")
-        self.timeline = _chart(None, "fsnb-timeline", flex="1 1 420px", min_width="0")
+        self.overview = _chart(None, "fsnb-overview", flex="1 1 360px", min_width="0")
+        self.timeline = _chart(None, "fsnb-timeline", flex="1 1 360px", min_width="0")
 
         picker = W.VBox(
             [W.HBox([self.prev_button, self.next_button, self.next_leaky_button]), self.position, self.search, self.row_list],
-            layout=W.Layout(flex="0 1 420px", min_width="0"),
+            layout=W.Layout(flex="0 1 380px", min_width="0"),
         )
+        picker.add_class("fsnb-picker")
         wrap = {"flex_flow": "row wrap", "align_items": "flex-start", "grid_gap": "12px", "width": "100%"}
         summary = [self.header] + ([self.impact] if self.impact is not None else [])
         super().__init__(
@@ -280,7 +249,9 @@ class LeakageExplorer(W.VBox):  # type: ignore[misc]
         rec = report.rows.row(self.row, named=True)
         label_time = rec[report.timestamp_field]
         ttl = parse_ttl(report.feature(name).view.ttl)
-        window = None if ttl is None else (iso(utc(label_time) - ttl), f"TTL window ({format_ttl(ttl)})")
+        window = None
+        if ttl is not None:
+            window = (iso(utc(label_time) - ttl), f"TTL window ({format_ttl(ttl)})", f"TTL {format_ttl(ttl)}")
         horizon, naive_time = rec[name + HORIZON], rec[name + NAIVE_TIME]
         note = None
         if horizon is not None and naive_time is not None:

@@ -45,6 +45,7 @@ THEME: dict[str, Any] = {
 }
 
 _UTC = alt.Scale(type="utc")
+_UTC_PADDED = alt.Scale(type="utc", padding=12)  # the timeline's end points are drawn whole
 
 
 def to_svg(chart: Any) -> str:
@@ -110,31 +111,31 @@ def timeline_chart(
     title: str,
     subtitle: str,
     label_time: str,
-    ttl: tuple[str, str] | None,
+    ttl: tuple[str, str, str] | None,
     naive_note: dict[str, Any] | None,
     width: Width,
 ) -> Any:
     """One entity's history of the feature, each point coloured by the join that chose it.
 
-    ``label_time`` is an ISO time; ``ttl`` the window (start ISO, its text); ``naive_note``
+    ``label_time`` is an ISO time; ``ttl`` the window (start ISO, legend text, label); ``naive_note``
     {"t": naive row's time, "text": ...} when the naive join read the future.
     """
-    x = alt.X("event_time:T", title="event time", scale=_UTC)
+    x = alt.X("event_time:T", title="event time", scale=_UTC_PADDED)
     y = alt.Y("value:Q" if numeric else "value:N", title=feature, scale=_value_scale(data, numeric))
     layers: list[Any] = []
     if ttl is not None:
-        start, text = ttl
-        window = pl.DataFrame({"s": [start], "e": [label_time], "what": [text]})
+        start, text, short = ttl
+        window = pl.DataFrame({"s": [start], "e": [label_time], "what": [text], "short": [short]})
         layers.append(
             alt.Chart(window)
             .mark_rect(opacity=0.12)
             .encode(
-                x=alt.X("s:T", scale=_UTC),
+                x=alt.X("s:T", scale=_UTC_PADDED),
                 x2="e:T",
                 fill=alt.Fill(
                     "what:N",
                     scale=alt.Scale(range=[PIT_COLOR]),
-                    legend=alt.Legend(title=None, orient="top", symbolOpacity=0.3, symbolType="square"),
+                    legend=alt.Legend(title=None, orient="bottom", symbolOpacity=0.3, symbolType="square"),
                 ),
                 tooltip=[alt.Tooltip("what:N", title="window")],
             )
@@ -164,9 +165,9 @@ def timeline_chart(
         alt.Chart(mark)
         .mark_rule(color=INK)
         .encode(
-            x=alt.X("t:T", scale=_UTC),
+            x=alt.X("t:T", scale=_UTC_PADDED),
             strokeDash=alt.StrokeDash(
-                "what:N", scale=alt.Scale(range=[[6, 3]]), legend=alt.Legend(title=None, orient="top", symbolType="stroke")
+                "what:N", scale=alt.Scale(range=[[6, 3]]), legend=alt.Legend(title=None, orient="bottom", symbolType="stroke")
             ),
         )
     )
@@ -206,7 +207,7 @@ def _label_time_text(mark: pl.DataFrame) -> Any:
             align=alt.expr(f"{fits} ? 'left' : 'right'"),
             dx=alt.expr(f"{fits} ? 5 : -5"),
         )
-        .encode(x=alt.X("t:T", scale=_UTC), y=alt.value(_TOP_ROW), text="what:N")
+        .encode(x=alt.X("t:T", scale=_UTC_PADDED), y=alt.value(_TOP_ROW), text="what:N")
     )
 
 
@@ -225,14 +226,14 @@ def _naive_text(note: pl.DataFrame) -> Any:
             align=alt.expr(f"{right} ? 'left' : 'right'"),
             dx=alt.expr(f"{right} ? 8 : ({between} ? -8 : {xr} - {xn} - 6)"),
         )
-        .encode(x=alt.X("t:T", scale=_UTC), y=alt.value(_SECOND_ROW), text="text:N")
+        .encode(x=alt.X("t:T", scale=_UTC_PADDED), y=alt.value(_SECOND_ROW), text="text:N")
     )
 
 
 def _ttl_label(window: pl.DataFrame) -> Any:
     """The TTL window's name at the bottom: inside the window when it fits, else left of
     it, else right of its end (the label time)."""
-    xs, xe, w = "scale('x', toDate(datum.s))", "scale('x', toDate(datum.e))", _width("datum.what")
+    xs, xe, w = "scale('x', toDate(datum.s))", "scale('x', toDate(datum.e))", _width("datum.short")
     inside = f"{xe} - {xs} >= {w} + 8"
     left = f"{xs} - 4 - {w} >= 0"
     return (
@@ -243,7 +244,7 @@ def _ttl_label(window: pl.DataFrame) -> Any:
             align=alt.expr(f"{inside} ? 'left' : ({left} ? 'right' : 'left')"),
             dx=alt.expr(f"{inside} ? 4 : ({left} ? -4 : {xe} - {xs} + 5)"),
         )
-        .encode(x=alt.X("s:T", scale=_UTC), y=alt.value(TIMELINE_HEIGHT - 9), text="what:N")
+        .encode(x=alt.X("s:T", scale=_UTC_PADDED), y=alt.value(TIMELINE_HEIGHT - 9), text="short:N")
     )
 
 

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 STYLE = """<style>
 .fsnb-explorer { color: var(--jp-ui-font-color1, #000); max-width: 100%; }
 .fsnb-explorer .fsnb-chart { min-width: 0; display: block; }
-.fsnb-explorer .fsnb-row-list, .fsnb-explorer .fsnb-row-list select { width: 100%; max-width: 100%; }
+.fsnb-picker > .widget-inline-hbox { align-self: stretch; min-width: 0; }
+.fsnb-explorer .fsnb-row-list select { width: 100%; min-width: 0; box-sizing: border-box; }
 .fsnb-explorer .fsnb-row-list select { font-family: var(--jp-code-font-family, monospace); font-size: var(--jp-code-font-size, 13px); }
 .fsnb-vectors table { border-collapse: collapse; margin-top: 4px; }
 .fsnb-vectors th, .fsnb-vectors td { padding: 2px 8px; text-align: left; border-bottom: 1px solid var(--jp-border-color2, #e0e0e0); }

@@ -274,7 +274,7 @@ def test_sidebar_explains_outside_root_and_fits_long_names(open_notebook, run_al
         assert full in style["title"]  # the tooltip shows the whole name
     # dates never wrap inside: each time is one line box
     times = view.locator(".fsnb-fact-time .fsnb-nowrap")
-    assert times.all_inner_texts() == ["2024-02-10 18:30", "2024-03-07 09:15"]
+    assert times.all_inner_texts() == ["2024-02-10 18:30:00", "2024-03-07 09:15:00"]
     assert all(t.evaluate("(n) => n.getClientRects().length") == 1 for t in times.all())
     # readable at JupyterLab's normal sizes, and nothing sticks out sideways
     size = view.locator(".fsnb-fact-time").evaluate("(n) => parseFloat(getComputedStyle(n).fontSize)")
