@@ -108,11 +108,11 @@ class LeakageExplorer(W.VBox):  # type: ignore[misc]
         )
         self.row_list = W.Select(options=[], rows=10, layout=W.Layout(width="auto"))
         self.position = W.HTML()
-        self.vectors = W.HTML(layout=W.Layout(flex="0 1 340px"))
+        self.vectors = W.HTML(layout=W.Layout(flex="0 1 auto"))
         self._sampled: set[int] = set()
         self._syncing = False
         self.overview = _chart(None, "fsnb-overview", flex="1 1 360px", min_width="0")
-        self.timeline = _chart(None, "fsnb-timeline", flex="1 1 360px", min_width="0")
+        self.timeline = _chart(None, "fsnb-timeline", flex="1 1 480px", min_width="0")
 
         picker = W.VBox(
             [W.HBox([self.prev_button, self.next_button, self.next_leaky_button]), self.position, self.search, self.row_list],

@@ -25,10 +25,10 @@ STYLE = """<style>
 .fsnb-explorer { color: var(--jp-ui-font-color1, #000); max-width: 100%; }
 .fsnb-explorer .fsnb-chart { min-width: 0; display: block; }
 .fsnb-picker > .widget-inline-hbox { align-self: stretch; min-width: 0; }
-.fsnb-explorer .fsnb-row-list select { width: 100%; min-width: 0; box-sizing: border-box; }
-.fsnb-explorer .fsnb-row-list select { font-family: var(--jp-code-font-family, monospace); font-size: var(--jp-code-font-size, 13px); }
+.fsnb-explorer .fsnb-row-list select { width: 100%; min-width: 0; box-sizing: border-box;
+  font-family: var(--jp-ui-font-family, sans-serif); font-size: var(--jp-ui-font-size1, 13px); font-variant-numeric: tabular-nums; }
 .fsnb-vectors table { border-collapse: collapse; margin-top: 4px; }
-.fsnb-vectors th, .fsnb-vectors td { padding: 2px 8px; text-align: left; border-bottom: 1px solid var(--jp-border-color2, #e0e0e0); }
+.fsnb-vectors th, .fsnb-vectors td { padding: 2px 8px; text-align: left; white-space: nowrap; border-bottom: 1px solid var(--jp-border-color2, #e0e0e0); }
 #vg-tooltip-element.vg-tooltip { background-color: var(--jp-layout-color1, #fff); color: var(--jp-ui-font-color1, #000);
   border-color: var(--jp-border-color1, #ccc); font-family: var(--jp-ui-font-family, sans-serif); }
 #vg-tooltip-element.vg-tooltip td.key { color: var(--jp-ui-font-color2, #555); }

@@ -194,6 +194,13 @@ def test_leakage_notebook_explorer(jupyter_lab, open_notebook, run_all_cells, sc
         ".map(e => e.getBoundingClientRect().right)]"
     )
     assert len(boxes) == 3 and all(right <= boxes[0] + 1 for right in boxes[1:]), boxes
+    # and its entries are not cut: the widest entry's text fits inside the list
+    room, widest = select.evaluate(
+        "(s) => { const c = document.createElement('canvas').getContext('2d'); const st = getComputedStyle(s);"
+        " c.font = `${st.fontWeight} ${st.fontSize} ${st.fontFamily}`;"
+        " return [s.clientWidth, Math.max(...Array.from(s.options).map(o => c.measureText(o.text).width))]; }"
+    )
+    assert widest + 6 <= room, (widest, room)
 
     # clicking a point of the overview selects that label row; the list keeps its order
     points = explorer.locator(".fsnb-overview svg g.mark-symbol.role-mark").first.locator("path")
