@@ -273,6 +273,8 @@ def roc_chart(curves: dict[str, pl.DataFrame], *, width: int = 230) -> Any:
                     "curve:N", scale=alt.Scale(domain=domain, range=colors), legend=alt.Legend(title=None, orient="bottom", direction="vertical")
                 ),
                 order="i:Q",
+                # dashed naive curve: where both joins agree it still shows over the other
+                strokeDash=alt.condition("datum.join == 'naive'", alt.value([6, 3]), alt.value([1, 0])),
             )
         )
         panels.append(alt.layer(diagonal, lines).properties(width=width, height=width, title=alt.Title(feature, subtitle="ROC against the label")))
