@@ -26,7 +26,7 @@ system-deps:
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
 demo: install
@@ -40,16 +40,17 @@ lint: install
 	$(BIN)/mypy
 
 # JupyterLab extension (labextension/): eslint + tsc, then a build into fsnb/labextension/,
-# linked into the venv so the browser tests run the current TypeScript.
+# linked into the venv so the browser tests run the current TypeScript (jupyter-builder:
+# `jupyter labextension develop/build` are deprecated).
 JLPM := PATH="$(CURDIR)/$(BIN):$$PATH" $(CURDIR)/$(BIN)/jlpm
 test-ts: install
 	cd labextension && $(JLPM) install && $(JLPM) check && $(JLPM) build:prod
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/jupyter labextension develop --overwrite . >/dev/null
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/jupyter builder develop --overwrite . >/dev/null
 
 # Rebuild the extension from the current TypeScript (make lab serves what you just edited).
 labext: install
 	cd labextension && $(JLPM) install && $(JLPM) build:prod
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/jupyter labextension develop --overwrite . >/dev/null
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/jupyter builder develop --overwrite . >/dev/null
 
 test-py: install system-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 tests

@@ -2,7 +2,10 @@
 
 ``make demo`` runs the quickstart this way. Each run uses a fresh store (a temporary
 directory, or ``--store``) so the story is the same every time; the notebook file
-itself is left untouched unless ``--output`` asks for the executed copy.
+itself is left untouched unless ``--output`` asks for the executed copy. The transcript
+shows every cell whole and everything it printed (tables are never cut); the leakage
+explorer's static picture, which a console cannot show, goes to an HTML file
+(``--picture``, default ./fsnb-demo-explorer.html) whose path is printed.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-MAX_LINES = 14
+PICTURE = "fsnb-demo-explorer.html"
+_SNAPSHOT = "fsnb-snapshot"  # the class of the explorer's static picture (fsnb.notebook.explorer_html)
 
 
 def run_notebook(path: str | os.PathLike[str], store: str | os.PathLike[str], *, timeout: int = 600) -> Any:
@@ -59,18 +63,49 @@ def cell_text(cell: Any) -> list[str]:
 
 
 def transcript(nb: Any) -> str:
-    """A console transcript: each code cell's first line and what it showed."""
+    """A console transcript: each code cell whole, then everything it showed."""
     parts = []
     for cell in nb.cells:
         if cell.cell_type != "code" or not cell.source.strip():
             continue
-        first = cell.source.strip().splitlines()[0]
-        parts.append(f"In [{cell.get('execution_count') or ' '}]: {first}")
-        shown = cell_text(cell)
-        if len(shown) > MAX_LINES:
-            shown = [*shown[:MAX_LINES], f"... ({len(shown) - MAX_LINES} more lines)"]
-        parts.extend(f"    {line}" for line in shown)
+        prompt = f"In [{cell.get('execution_count') or ' '}]: "
+        for i, line in enumerate(cell.source.strip().splitlines()):
+            parts.append((prompt if i == 0 else "...: ".rjust(len(prompt))) + line)
+        parts.extend(f"    {line}" for line in cell_text(cell))
     return "\n".join(parts)
+
+
+def pictures(nb: Any) -> list[str]:
+    """The HTML of the leakage explorer's static pictures the notebook displayed."""
+    found = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            text = out.get("data", {}).get("text/html", "")
+            text = "".join(text) if isinstance(text, list) else str(text)
+            if _SNAPSHOT in text:
+                found.append(text)
+    return found
+
+
+def write_pictures(nb: Any, path: str | os.PathLike[str], notebook: Path) -> Path | None:
+    """Write the explorer's pictures into one HTML page; None when the notebook showed none."""
+    found = pictures(nb)
+    if not found:
+        return None
+    import html
+
+    target = Path(path).resolve()
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>fsnb leakage explorer: {html.escape(notebook.name)}</title>"
+        "<style>body{font-family:sans-serif;margin:24px;color:#222}code{font-size:90%}"
+        "table{border-collapse:collapse}th,td{padding:2px 8px;text-align:left;border-bottom:1px solid #ddd}</style>"
+        f"</head><body><h1>Leakage explorer ({html.escape(notebook.name)})</h1>"
+        + "<hr>".join(found)
+        + "</body></html>"
+    )
+    target.write_text(page, encoding="utf-8")
+    return target
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", help="store directory (default: a fresh temporary one)")
     parser.add_argument("--output", help="also write the executed notebook here")
     parser.add_argument("--quiet", action="store_true", help="print only the result line")
+    parser.add_argument(
+        "--picture", default=PICTURE, help=f"where to write the leakage explorer's picture (default ./{PICTURE})"
+    )
     args = parser.parse_args(argv)
 
     from nbclient.exceptions import CellExecutionError
@@ -105,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         nbformat.write(nb, args.output)  # type: ignore[no-untyped-call]
     if not args.quiet:
         print(transcript(nb))
+    picture = write_pictures(nb, args.picture, notebook)
+    if picture is not None:
+        print(f"fsnb demo: the leakage explorer's picture (timeline and ROC curves) is in {picture}; open it in a browser")
     cells = sum(1 for c in nb.cells if c.cell_type == "code")
     print(f"fsnb demo: {notebook} ran {cells} code cells with no errors in {elapsed:.1f} s")
     return 0

@@ -79,6 +79,7 @@ class LeakageReport:
         self.timestamp_field = timestamp_field
         self.label = label
         self.metric = metric
+        self._roc: dict[str, pl.DataFrame] = {}
 
     # -- reading the report ---------------------------------------------------------
     @property
@@ -128,6 +129,20 @@ class LeakageReport:
 
         frame = _to_polars(table)
         return frame
+
+    def roc(self, feature: str) -> pl.DataFrame | None:
+        """ROC curves of ``feature`` against the binary label, naive join and point-in-time
+        join (columns join, fpr, tpr, auc; see fsnb.leakage_roc); None unless the label is
+        binary and the feature numeric. Computed once per feature from ``rows``."""
+        explained = self.feature(feature)
+        if self.metric != "roc_auc" or not explained.numeric or self.label is None:
+            return None
+        if feature not in self._roc:
+            from fsnb.leakage_roc import roc_frame
+
+            scores = {"naive": self.rows[feature + NAIVE], "point-in-time": self.rows[feature]}
+            self._roc[feature] = roc_frame(scores, self.rows[self.label])
+        return self._roc[feature]
 
     # -- display ------------------------------------------------------------------
     def describe(self) -> list[str]:

@@ -20,18 +20,33 @@ def test_the_quickstart_exists() -> None:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_without_errors(path: Path, tmp_path: Path) -> None:
     before = path.read_bytes()
-    nb = demo.run_notebook(path, tmp_path / "store")  # raises CellExecutionError on any failing cell
+    # a copy, so what a notebook writes next to itself (leakage.ipynb's .fsnb-leakage) stays
+    # in this test's folder, and concurrent runs do not share it
+    copy = tmp_path / "nb" / path.name
+    copy.parent.mkdir()
+    copy.write_bytes(before)
+    nb = demo.run_notebook(copy, tmp_path / "store")  # raises CellExecutionError on any failing cell
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert errors == []
     assert all(c.get("execution_count") for c in nb.cells if c.cell_type == "code" and c.source.strip())
-    assert path.read_bytes() == before  # running a notebook never rewrites it
+    assert copy.read_bytes() == before  # running a notebook never rewrites it
 
 
 def test_make_demo_runs_the_quickstart_and_prints_the_story(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    executed = tmp_path / "out.ipynb"
-    code = demo.main([str(NOTEBOOKS[0].parent / "quickstart.ipynb"), "--store", str(tmp_path / "s"), "--output", str(executed)])
+    executed, picture = tmp_path / "out.ipynb", tmp_path / "explorer.html"
+    quickstart = NOTEBOOKS[0].parent / "quickstart.ipynb"
+    args = [str(quickstart), "--store", str(tmp_path / "s"), "--output", str(executed), "--picture", str(picture)]
+    code = demo.main(args)
     out = capsys.readouterr().out
     assert code == 0
+    # every line of every cell is shown (the %training_set line is the second of its cell)
+    assert "   ...: %training_set labels user_stats:login_count user_stats:avg_purchase -o train" in out
+    # outputs are not cut: the whole %fsnb list table is there, down to its last row
+    assert "more lines)" not in out
+    # the explorer's picture (timeline and ROC curves, as SVG) is written and its path printed
+    assert f"picture (timeline and ROC curves) is in {picture}" in out
+    page = picture.read_text()
+    assert page.count("<svg") >= 2 and "What the leak does to a model" in page and "login_count for user_id=42" in page
     assert f"fsnb: store at {tmp_path / 's'} (0 feature views)" in out
     assert "point-in-time login_count = 2, naive join = 9" in out
     assert "online after %materialize: 9" in out

@@ -55,6 +55,20 @@ export class StoreRequestError extends Error {
   }
 }
 
+/** The server's one-line explanation in an error body (`message`, else `reason`), if any. */
+export function errorMessage(body: unknown): string {
+  if (body === null || typeof body !== 'object') {
+    return '';
+  }
+  for (const key of ['message', 'reason']) {
+    const value = (body as Record<string, unknown>)[key];
+    if (typeof value === 'string' && value.trim()) {
+      return value.trim();
+    }
+  }
+  return '';
+}
+
 /** Fetch the description of the store at `path` (relative to the server root, or absolute inside it). */
 export async function fetchStore(
   path: string,
@@ -72,10 +86,7 @@ export async function fetchStore(
     body = null;
   }
   if (!response.ok) {
-    const message =
-      (body as { message?: string } | null)?.message ||
-      `${response.status} ${response.statusText}`;
-    throw new StoreRequestError(message, response.status);
+    throw new StoreRequestError(errorMessage(body) || `${response.status} ${response.statusText}`, response.status);
   }
   return body as IStoreInfo;
 }

@@ -35,6 +35,12 @@ function el<K extends keyof HTMLElementTagNameMap>(
   return node;
 }
 
+/** The element's whole text as its tooltip (the box may ellipsize it). */
+function titled<T extends HTMLElement>(node: T): T {
+  node.title = node.textContent ?? '';
+  return node;
+}
+
 function shortTime(iso: string | null): string {
   if (!iso) {
     return '?';
@@ -120,18 +126,24 @@ export class FeatureStorePanel extends Widget {
     this.node.classList.add('fsnb-loading');
     try {
       const path = await this._storePathOf(panel);
-      const info = await fetchStore(path, this._settings);
       if (ticket === this._ticket) {
         // <bdi>: the box elides on the left (rtl) while the path itself reads left to right
         this._location.replaceChildren(el('bdi', '', path));
         this._location.title = path;
+      }
+      const info = await fetchStore(path, this._settings);
+      if (ticket === this._ticket) {
         this._render(info);
       }
     } catch (error) {
       if (ticket === this._ticket) {
-        const text =
-          error instanceof StoreRequestError ? error.message : `Cannot read the store: ${String(error)}`;
-        this._showMessage(text);
+        if (error instanceof StoreRequestError && error.status === 403) {
+          this._showOutsideRoot(error.message);
+        } else {
+          const text =
+            error instanceof StoreRequestError ? error.message : `Cannot read the store: ${String(error)}`;
+          this._showMessage(text);
+        }
       }
     } finally {
       if (ticket === this._ticket) {
@@ -166,6 +178,24 @@ export class FeatureStorePanel extends Widget {
     this._body.replaceChildren(el('p', 'fsnb-message', text));
   }
 
+  /** The store lies outside the folder JupyterLab serves: say so, and how to fix it. */
+  private _showOutsideRoot(detail: string): void {
+    const box = el('div', 'fsnb-message fsnb-outside-root');
+    box.append(
+      el('p', 'fsnb-message-title', 'This notebook\'s store is outside the folder JupyterLab serves, so the sidebar cannot show it.'),
+      el(
+        'p',
+        '',
+        'To see it here, keep the store inside that folder (for example .fsnb next to the notebook: %fsnb open .fsnb, ' +
+          'or fsnb.FeatureStore(".fsnb")), or start JupyterLab from a folder that contains the store.'
+      )
+    );
+    if (detail) {
+      box.append(el('p', 'fsnb-message-detail', `Server: ${detail}`));
+    }
+    this._body.replaceChildren(box);
+  }
+
   private _render(info: IStoreInfo): void {
     const nodes: HTMLElement[] = [];
     if (info.views.length === 0) {
@@ -189,7 +219,7 @@ export class FeatureStorePanel extends Widget {
     const box = el('section', 'fsnb-view');
     box.dataset.view = view.name;
     const head = el('div', 'fsnb-view-header');
-    head.appendChild(el('span', 'fsnb-view-name', view.name));
+    head.appendChild(titled(el('span', 'fsnb-view-name', view.name)));
     head.appendChild(el('span', 'fsnb-badge', `v${view.version}`));
     if (view.stream) {
       head.appendChild(el('span', 'fsnb-badge fsnb-badge-stream', 'stream'));
@@ -199,23 +229,31 @@ export class FeatureStorePanel extends Widget {
     );
     box.appendChild(head);
     if (view.description) {
-      box.appendChild(el('div', 'fsnb-view-description', view.description));
+      box.appendChild(titled(el('div', 'fsnb-view-description', view.description)));
     }
-    const facts: [string, string][] = [
+    // a value in parts: times are kept whole (they never wrap inside), the parts between may wrap
+    const facts: [string, string | string[]][] = [
       ['entities', view.entities.map(e => (e.type ? `${e.name} (${e.type})` : e.name)).join(', ')],
       ['rows', `${view.rows}` + (view.entity_count != null ? ` · ${view.entity_count} entities` : '')],
-      ['time', view.rows ? `${shortTime(view.min_ts)} → ${shortTime(view.max_ts)}` : '—'],
+      ['time', view.rows ? [shortTime(view.min_ts), ' → ', shortTime(view.max_ts)] : '—'],
       ['ttl', view.ttl ?? 'none']
     ];
     if (view.online) {
-      facts.push(['online', `updated ${relativeTime(view.online_last_update)}`]);
+      facts.push(['online', ['updated ' + relativeTime(view.online_last_update)]]);
     }
     if (view.log_lag != null) {
       facts.push(['log lag', `${view.log_lag}`]);
     }
     const table = el('dl', 'fsnb-facts');
     for (const [key, value] of facts) {
-      table.append(el('dt', '', key), el('dd', `fsnb-fact-${key.replace(' ', '-')}`, value));
+      const dd = el('dd', `fsnb-fact-${key.replace(' ', '-')}`);
+      if (Array.isArray(value)) {
+        value.forEach((part, i) => dd.append(i % 2 === 0 ? el('span', 'fsnb-nowrap', part) : part));
+      } else {
+        dd.textContent = value;
+      }
+      dd.title = dd.textContent ?? '';
+      table.append(el('dt', '', key), dd);
     }
     box.appendChild(table);
     const features = el('ul', 'fsnb-features');
@@ -224,14 +262,14 @@ export class FeatureStorePanel extends Widget {
       const item = el('li', 'fsnb-feature-item');
       const button = el('button', 'fsnb-feature', feature.name);
       button.dataset.ref = ref;
-      button.title = `Insert ${ref} at the cursor`;
+      button.title = `${ref}: click to insert it at the cursor`;
       button.addEventListener('click', () => {
         if (!insertIntoActiveCell(this.tracker, ref)) {
           console.warn('fsnb: no active cell to insert', ref);
         }
       });
       item.appendChild(button);
-      item.appendChild(el('span', 'fsnb-type', feature.type ?? ''));
+      item.appendChild(titled(el('span', 'fsnb-type', feature.type ?? '')));
       features.appendChild(item);
     }
     box.appendChild(features);
@@ -241,13 +279,15 @@ export class FeatureStorePanel extends Widget {
   private _renderTrainingSet(set: ITrainingSetInfo): HTMLElement {
     const item = el('li', 'fsnb-training-set');
     item.dataset.trainingSet = set.name;
-    item.appendChild(el('span', 'fsnb-training-set-name', set.name));
+    const head = el('div', 'fsnb-training-set-header');
+    head.appendChild(titled(el('span', 'fsnb-training-set-name', set.name)));
     const fp = el('code', 'fsnb-fingerprint', set.fingerprint.slice(0, 12));
     fp.title = set.fingerprint;
-    item.appendChild(fp);
+    head.appendChild(fp);
+    item.appendChild(head);
     const details = [set.rows != null ? `${set.rows} ${set.rows === 1 ? 'row' : 'rows'}` : '', set.features.join(', ')].filter(Boolean);
     if (details.length) {
-      item.appendChild(el('div', 'fsnb-training-set-detail', details.join(' · ')));
+      item.appendChild(titled(el('div', 'fsnb-training-set-detail', details.join(' · '))));
     }
     return item;
   }

@@ -3,6 +3,7 @@ cells and the Feature Store sidebar (listing, refresh after a run, click to inse
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import fsnb
@@ -207,3 +208,76 @@ def test_sidebar_lists_the_store_and_inserts_feature_references(
     sidebar.get_by_text("No feature views yet").wait_for()
     assert not sidebar.locator(".fsnb-view").count()
     assert not page.outside_requests, page.outside_requests[:5]
+
+
+LONG_VIEW = "customer_engagement_rolling_window_statistics_by_region"
+LONG_FEATURE = "sessions_in_the_last_seven_days_excluding_weekends"
+SIDEBAR_CELLS = [
+    # a store outside the folder JupyterLab serves: the sidebar says so and how to fix it
+    "import tempfile\nimport fsnb\noutside = fsnb.FeatureStore(tempfile.mkdtemp(prefix='fsnb-outside-'))",
+    (
+        "import datetime as dt\nimport polars as pl\n"
+        "outside.close()\ndel outside\n"
+        "store = fsnb.FeatureStore('.fsnb')\n"
+        "events = pl.DataFrame({'user_id': [1, 2], 'event_timestamp': [dt.datetime(2024, 2, 10, 18, 30), dt.datetime(2024, 3, 7, 9, 15)],"
+        f" '{LONG_FEATURE}': [3, 4]}})\n"
+        f"store.register(fsnb.FeatureView('{LONG_VIEW}', entities=['user_id']), events)"
+    ),
+]
+
+
+def refresh_sidebar(page: Any, sidebar: Any) -> None:
+    """Press refresh and wait until that refresh (and any the finished cell queued) has drawn."""
+    page.wait_for_timeout(300)
+    before = int(sidebar.get_attribute("data-refreshed") or 0)
+    sidebar.locator("button.fsnb-refresh").click()
+    page.wait_for_function(
+        "(before) => { const s = document.querySelector('#fsnb-feature-store');"
+        " return Number(s.dataset.refreshed || 0) > before && !s.classList.contains('fsnb-loading'); }",
+        arg=before,
+    )
+    page.wait_for_timeout(300)
+
+
+def test_sidebar_explains_outside_root_and_fits_long_names(open_notebook, run_all_cells, wait_for_kernel_idle, screenshot):
+    page = open_notebook("sizes/sidebar-sizes.ipynb", SIDEBAR_CELLS)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    sidebar = open_sidebar(page)
+    # run the first cell only: the kernel's store is now a temporary directory
+    cell(page, 0).locator(".cm-content").click()
+    page.keyboard.press("Shift+Enter")
+    wait_for_kernel_idle(page)
+    refresh_sidebar(page, sidebar)
+    outside = sidebar.locator(".fsnb-outside-root")
+    outside.wait_for()
+    text = outside.inner_text()
+    assert "outside the folder JupyterLab serves" in text
+    assert "%fsnb open .fsnb" in text  # how to fix it
+    assert re.search(r"Server: \S", text)  # the server's own reason, read from its JSON
+    assert sidebar.locator(".fsnb-store-path").inner_text().split("/")[-1].startswith("fsnb-outside-")
+    screenshot(page, "labextension-sidebar-outside-root")
+
+    # then a store inside the root, with names longer than the sidebar is wide
+    cell(page, 1).locator(".cm-content").click()
+    page.keyboard.press("Shift+Enter")
+    wait_for_kernel_idle(page)
+    refresh_sidebar(page, sidebar)
+    view = sidebar.locator(f".fsnb-view[data-view='{LONG_VIEW}']")
+    view.wait_for()
+    name = view.locator(".fsnb-view-name")
+    feature = view.locator("button.fsnb-feature")
+    for node, full in ((name, LONG_VIEW), (feature, LONG_FEATURE)):
+        style = node.evaluate(
+            "(n) => ({overflow: getComputedStyle(n).textOverflow, cut: n.scrollWidth > n.clientWidth, title: n.title})"
+        )
+        assert style["overflow"] == "ellipsis" and style["cut"], style  # ends in "…"
+        assert full in style["title"]  # the tooltip shows the whole name
+    # dates never wrap inside: each time is one line box
+    times = view.locator(".fsnb-fact-time .fsnb-nowrap")
+    assert times.all_inner_texts() == ["2024-02-10 18:30:00", "2024-03-07 09:15:00"]
+    assert all(t.evaluate("(n) => n.getClientRects().length") == 1 for t in times.all())
+    # readable at JupyterLab's normal sizes, and nothing sticks out sideways
+    size = view.locator(".fsnb-fact-time").evaluate("(n) => parseFloat(getComputedStyle(n).fontSize)")
+    assert size >= 12
+    assert sidebar.evaluate("(s) => s.scrollWidth <= s.clientWidth")
+    screenshot(page, "labextension-sidebar-long-names", clip=sidebar.bounding_box())
