@@ -207,6 +207,7 @@ def _as_of_ingestion_sql(
         by_width.setdefault(window_units(agg.window, unit), []).append(agg)
     joins = []
     outputs = [f"l.{ROW}"]
+    by_name: dict[str, str] = {}
     for i, (width, aggs) in enumerate(by_width.items()):
         on = " AND ".join([f"p.{a} = e.{a}" for a in kal] + [f"p.{_BUCKET} = e.{_TI} // {width}"])
         lower = f"({_TI} - {width - 1}) // {width}"
@@ -225,7 +226,8 @@ def _as_of_ingestion_sql(
         joins.append(f"LEFT JOIN g{i} ON g{i}.{ROW} = l.{ROW}")
         for j, a in enumerate(aggs):
             value = f"g{i}.a{j}"
-            outputs.append(f"{'coalesce(' + value + ', 0)' if a.function == 'count' else value} AS {q(a.name)}")
+            by_name[a.name] = f"{'coalesce(' + value + ', 0)' if a.function == 'count' else value} AS {q(a.name)}"
+    outputs += [by_name[a.name] for a in aggregations]  # in the order asked, not by window
     return f"WITH {', '.join(ctes)} SELECT {', '.join(outputs)} FROM l {' '.join(joins)} ORDER BY l.{ROW}"
 
 

@@ -29,9 +29,8 @@ import hashlib
 import json
 import math
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta, timezone
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -81,37 +80,77 @@ def _time_ns(value: Any, what: str) -> int:
     raise InvalidData(msg)
 
 
-def _canonical(value: Any, duck_type: str | None) -> Any:
-    """A value as the offline store would compare it, for the duplicate digest."""
-    if value is None:
-        return None
-    fam = types.family(duck_type) if duck_type else ""
-    if (fam == "time" and not isinstance(value, date | str)) or isinstance(value, datetime):
-        return ["t", _time_ns(value, "time")]
-    if fam == "float" or isinstance(value, float | Decimal):
-        number = float(value)
-        return "nan" if math.isnan(number) else repr(number)
-    if isinstance(value, date):
-        return ["d", value.isoformat()]
-    if isinstance(value, bool | int | str):
-        return value
-    return repr(value)
+def _float_key(value: Any) -> Any:
+    return None if value is None else float(value) + 0.0  # -0.0 and 0.0 compare equal offline
 
 
-def _encode(value: Any, duck_type: str | None) -> Any:
-    """A column value as this table keeps it (what online.decoder turns back)."""
-    if value is None:
-        return None
+def _time_key(value: Any) -> Any:
+    return None if value is None else _time_ns(value, "time")
+
+
+def _repr_key(value: Any) -> Any:
+    return None if value is None else repr(value)
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _canonical(duck_type: str | None) -> Callable[[Any], Any]:
+    """How a column's values enter the duplicate digest (as the offline store compares them)."""
     fam = types.family(duck_type) if duck_type else ""
-    if (duck_type or "").upper() == "DATE" or (isinstance(value, date) and not isinstance(value, datetime)):
-        return value.isoformat() if isinstance(value, date) else str(value)
+    if (duck_type or "").upper() == "DATE":
+        return _repr_key
     if fam == "time":
-        return _time_ns(value, "time") // 1000
+        return _time_key
     if fam == "float":
-        return float(value)
-    if fam in ("int", "bool") or isinstance(value, bool | int | float | str):
-        return int(value) if isinstance(value, bool) else value
-    return json.dumps(value, default=str, sort_keys=True)
+        return _float_key
+    if fam in ("int", "string", "bool"):
+        return _identity
+    return _repr_key
+
+
+def _encoder(duck_type: str | None) -> Callable[[Any], Any]:
+    """A column's values as this table keeps them (what online.decoder turns back)."""
+    fam = types.family(duck_type) if duck_type else ""
+    if (duck_type or "").upper() == "DATE":
+        return lambda v: None if v is None else (v.isoformat() if isinstance(v, date) else str(v))
+    if fam == "time":
+        return lambda v: None if v is None else _time_ns(v, "time") // 1000
+    if fam == "float":
+        return lambda v: None if v is None else float(v)
+    if fam == "bool":
+        return lambda v: None if v is None else int(v)
+    if fam in ("int", "string"):
+        return _identity
+    return lambda v: None if v is None else json.dumps(v, default=str, sort_keys=True)
+
+
+class _RowEncoder:
+    """Turns an event (values of every user column, in user_columns order) into a table row:
+    keys, time in us, digest of the whole event, aggregated columns."""
+
+    def __init__(self, view: FeatureView, columns: list[str]) -> None:
+        self.user_columns = [*view.system_columns, *view.feature_names]
+        col_types: dict[str, str | None] = {**(view.entity_types or {}), **view.feature_types}
+        stamps = (view.timestamp_field, view.created_timestamp_field)
+        self.keys = [self.user_columns.index(k) for k in view.entity_columns]
+        self.ts = self.user_columns.index(view.timestamp_field)
+        self.canon = [_time_key if c in stamps else _canonical(col_types.get(c)) for c in self.user_columns]
+        self.columns = [self.user_columns.index(c) for c in columns]
+        self.encoders = [_time_key if c in stamps else _encoder(col_types.get(c)) for c in columns]
+        self.stamp_columns = {self.user_columns.index(c) for c in stamps if c}
+
+    def encode(self, values: Sequence[Any], ts_us: int) -> tuple[Any, ...]:
+        canon = tuple(f(v) for f, v in zip(self.canon, values, strict=True))
+        digest = hashlib.blake2b(repr(canon).encode(), digest_size=16).digest()
+        encoded = []
+        for i, enc in zip(self.columns, self.encoders, strict=True):
+            value = enc(values[i])
+            if i in self.stamp_columns and value is not None:
+                value //= 1000  # the event/created time as a column: microseconds, like other times
+            encoded.append(value)
+        return (*(values[i] for i in self.keys), ts_us, digest, *encoded)
 
 
 class WindowStore:
@@ -173,16 +212,15 @@ class WindowStore:
         self.ensure_table(view, aggs)
         cols = self._columns(aggs)
         longest = max(_us(a.window) for a in aggs)
-        user_cols = [*view.system_columns, *view.feature_names]
-        col_types = {**(view.entity_types or {}), **{f: t for f, t in view.feature_types.items() if t}}
+        encoder = _RowEncoder(view, cols)
         out = []
         for row in rows:
-            ts_ns = _time_ns(row.get(view.timestamp_field), f"'{view.timestamp_field}'")
-            ts_us = ts_ns // 1000
-            if ts_us <= now_us - longest:
+            values = [row.get(c) for c in encoder.user_columns]
+            ts_ns = _time_ns(values[encoder.ts], f"'{view.timestamp_field}'")
+            if ts_ns // 1000 <= now_us - longest:
                 continue
-            values = {**row, view.timestamp_field: ts_ns}
-            out.append(self._row(view, values, user_cols, col_types, ts_us, cols))
+            values[encoder.ts] = ts_ns
+            out.append(encoder.encode(values, ts_ns // 1000))
         self.con.execute("BEGIN IMMEDIATE")
         try:
             before = self.con.total_changes
@@ -196,17 +234,6 @@ class WindowStore:
             raise
         return kept
 
-    @staticmethod
-    def _row(view: FeatureView, values: Mapping[str, Any], user_cols: list[str], col_types: Mapping[str, str],
-             ts_us: int, cols: list[str]) -> tuple[Any, ...]:
-        stamp = [view.timestamp_field, view.created_timestamp_field]
-        canon = [
-            _canonical(values.get(c), "TIMESTAMPTZ" if c in stamp else col_types.get(c)) for c in user_cols
-        ]
-        digest = hashlib.blake2b(json.dumps(canon, separators=(",", ":")).encode(), digest_size=16).digest()
-        keys = [values.get(k) for k in view.entity_columns]
-        return (*keys, ts_us, digest, *(_encode(values.get(c), col_types.get(c)) for c in cols))
-
     def materialize(self, con: duckdb.DuckDBPyConnection | None, view: FeatureView, aggs: Sequence[Aggregation],
                     *, now_us: int) -> int:
         """Make the view's events exactly the offline events with time > now - longest window.
@@ -216,9 +243,7 @@ class WindowStore:
         self.ensure_table(view, aggs)
         cols = self._columns(aggs)
         longest = max(_us(a.window) for a in aggs)
-        user_cols = [*view.system_columns, *view.feature_names]
-        col_types = {**(view.entity_types or {}), **{f: t for f, t in view.feature_types.items() if t}}
-        batches: Iterable[list[tuple[Any, ...]]] = []
+        encoder = _RowEncoder(view, cols)
         stored: dict[str, str] = {}
         if con is not None:
             rows = con.execute(
@@ -230,28 +255,26 @@ class WindowStore:
             self.con.execute(f"DELETE FROM {window_table(view.name)}")
             kept = 0
             if con is not None and stored:
-                present = [c for c in user_cols if c in stored]
                 ts_type = stored[view.timestamp_field]
                 unit = "ns" if is_nanoseconds(ts_type) else "us"
                 ts_int = time_int(q(view.timestamp_field), ts_type, unit)
-                # Times go to Python as integer nanoseconds (exact), the rest as stored.
+                # Every user column in the encoder's order (NULL when not stored); the event
+                # and created times as integer nanoseconds (exact).
+                stamps = (view.timestamp_field, view.created_timestamp_field)
                 exprs = [
-                    f"{time_int(q(c), stored[c], 'ns')}" if types.is_time(stored[c]) and c in (view.timestamp_field, view.created_timestamp_field)
-                    else q(c)
-                    for c in present
+                    "NULL" if c not in stored else time_int(q(c), stored[c], "ns") if c in stamps else q(c)
+                    for c in encoder.user_columns
                 ]
                 bound = (now_us - longest) * (1000 if unit == "ns" else 1)
                 cursor = con.execute(
-                    f"SELECT {', '.join(exprs)} FROM {offline_table(view.name)} WHERE {ts_int} > ?", [bound]
+                    f"SELECT {', '.join(exprs)} FROM {offline_table(view.name)} WHERE {ts_int} > ? "
+                    f"ORDER BY {qlist(view.entity_columns)}, {ts_int}",  # in primary-key order: appends, not page splits
+                    [bound],
                 )
-                batches = iter(lambda: cursor.fetchmany(_BATCH), [])
                 insert = self._insert_sql(view, cols)
-                for batch in batches:
-                    out = []
-                    for raw in batch:
-                        values = dict(zip(present, raw, strict=True))
-                        ts_ns = int(values[view.timestamp_field])
-                        out.append(self._row(view, values, user_cols, col_types, ts_ns // 1000, cols))
+                ts_at = encoder.ts
+                while batch := cursor.fetchmany(_BATCH):
+                    out = [encoder.encode(raw, raw[ts_at] // 1000) for raw in batch]
                     before = self.con.total_changes
                     self.con.executemany(insert, out)
                     kept += self.con.total_changes - before

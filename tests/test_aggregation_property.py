@@ -184,6 +184,18 @@ def test_output_types_follow_the_function() -> None:
                                   "ivalue_min_1m": 3, "fvalue_max_1m": 0.75, "count_1m": 1}
 
 
+@pytest.mark.parametrize("as_of", [False, True])
+def test_columns_come_in_the_order_asked_whatever_their_windows(as_of) -> None:
+    con = duckdb.connect()
+    _event_table(con, [(KEYS[0], 1, 0, 0, 3), (KEYS[0], 2, 0, 0, 5)], "TIMESTAMPTZ", False)
+    view = fsnb.FeatureView("v", entities=["k1", "k2"], timestamp_field="ts")
+    labels, _ = _label_table([(KEYS[0], 2, 0)], pa.timestamp("us"))
+    aggs = [Aggregation("ivalue", "sum", "1m"), Aggregation(None, "count", "2m"), Aggregation(None, "count", "1m")]
+    got = aggregate(con, labels, view, aggs, {"k1": "BIGINT", "k2": "BIGINT"}, as_of_ingestion=as_of)
+    assert got.column_names == [ROW, "ivalue_sum_1m", "count_2m", "count_1m"]
+    assert got.to_pylist() == [{ROW: 0, "ivalue_sum_1m": 5, "count_2m": 2, "count_1m": 1}]
+
+
 def test_view_without_events_gives_zero_counts_and_nulls() -> None:
     con = duckdb.connect()
     view = fsnb.FeatureView("v", entities=["k1", "k2"], timestamp_field="ts", features={"ivalue": "BIGINT"},
