@@ -429,3 +429,39 @@ def test_crafted_key_type_never_reaches_sql() -> None:
                       column_types={}, event_time_type="TIMESTAMPTZ", label_time_type="TIMESTAMP")
     assert LABELS in aggregate_sql(view, [Aggregation(None, "count", "1d")], {"k": "DECIMAL(18, 3)"},
                                    column_types={}, event_time_type="TIMESTAMPTZ", label_time_type="TIMESTAMP")
+
+
+def test_online_drops_duplicates_and_expired_events_and_reads_without_a_table() -> None:
+    """A replayed push, or a push of an event materialize already loaded, counts once
+    (the offline store keeps one of exact duplicates too); an event already out of every
+    window is not kept; a view never materialized reads as count 0 / null."""
+    view = fsnb.FeatureView("v", entities=["k"], timestamp_field="ts", created_timestamp_field="created",
+                            features={"amount": "DOUBLE", "note": "VARCHAR"}, entity_types={"k": "BIGINT"})
+    aggs = [Aggregation("amount", "sum", "1d"), Aggregation(None, "count", "2d")]
+    kolkata = timezone(timedelta(hours=5, minutes=30))
+    day = datetime(2024, 3, 1, tzinfo=timezone.utc)
+    now_us = int((day + timedelta(hours=12)).timestamp()) * 1_000_000
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(
+        "CREATE TABLE fv__v (k BIGINT, ts TIMESTAMPTZ, created TIMESTAMPTZ, _fsnb_seq BIGINT, "
+        "_fsnb_ingested_at TIMESTAMPTZ, _fsnb_entry VARCHAR, amount DOUBLE, note VARCHAR)"
+    )
+    con.execute("INSERT INTO fv__v VALUES (1, '2024-03-01 06:00:00.000001+00', '2024-03-01 07:00:00+00', 0, now(), NULL, 0.1, 'a')")
+    with tempfile.TemporaryDirectory() as tmp:
+        online = WindowStore(Path(tmp) / "w.sqlite")
+        assert online.read(view, aggs, {"k": 1}, now_us=now_us) == {"amount_sum_1d": None, "count_2d": 0}
+        assert online.materialize(con, view, aggs, now_us=now_us) == 1
+        same = {"k": 1, "ts": (day + timedelta(hours=6, microseconds=1)).astimezone(kolkata),
+                "created": datetime(2024, 3, 1, 7), "amount": 0.1, "note": "a"}
+        assert online.push(view, aggs, [same, same], now_us=now_us) == 0
+        other_note = {**same, "note": "b"}  # differs in a column no aggregation reads: a distinct event
+        assert online.push(view, aggs, [other_note], now_us=now_us) == 1
+        expired = {**same, "ts": day - timedelta(days=2), "note": "old"}
+        assert online.push(view, aggs, [expired], now_us=now_us) == 0
+        got = online.read(view, aggs, {"k": 1}, now_us=now_us)
+        assert got == {"amount_sum_1d": pytest.approx(0.2), "count_2d": 2}
+        # 1 day after the events: out of the 1d window, still in the 2d one
+        later = now_us + 18 * 3600 * 1_000_000 + 1
+        assert online.read(view, aggs, {"k": 1}, now_us=later) == {"amount_sum_1d": None, "count_2d": 2}
+        online.close()
