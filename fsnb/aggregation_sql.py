@@ -62,16 +62,19 @@ def time_int(expr: str, duck_type: str, unit: str) -> str:
 
     A nanosecond time read in microseconds is floored, which keeps comparisons with
     whole-microsecond event times exact: e <= t iff e <= floor(t), and e > t - w iff
-    e > floor(t) - w for whole-microsecond e and w.
+    e > floor(t) - w for whole-microsecond e and w. Naive times are UTC whatever the
+    session's TimeZone (they are read as TIMESTAMP, never cast to TIMESTAMPTZ).
     """
-    if unit == "ns":
-        if is_nanoseconds(duck_type):
-            return f"epoch_ns({expr})"
-        return f"(epoch_us(CAST({expr} AS TIMESTAMPTZ)) * 1000)"
-    if duck_type.upper() in ("TIMESTAMPTZ", "TIMESTAMP WITH TIME ZONE"):
-        return f"epoch_us({expr})"
-    # DuckDB floors when it casts nanoseconds to microseconds (checked for times before 1970).
-    return f"epoch_us(CAST({expr} AS TIMESTAMPTZ))"
+    t = duck_type.upper()
+    aware = "TZ" in t or "TIME ZONE" in t
+    if unit == "ns" and is_nanoseconds(t):
+        return f"epoch_ns({expr})"
+    if t in ("TIMESTAMPTZ", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP"):
+        micros = f"epoch_us({expr})"
+    else:
+        # DuckDB floors when it casts nanoseconds to microseconds (checked for times before 1970).
+        micros = f"epoch_us(CAST({expr} AS {'TIMESTAMPTZ' if aware else 'TIMESTAMP'}))"
+    return f"({micros} * 1000)" if unit == "ns" else micros
 
 
 _TYPE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_ ]*(\(\s*\d+\s*(,\s*\d+\s*)?\))?$")

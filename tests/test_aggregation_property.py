@@ -147,8 +147,9 @@ def _label_table(labels: list[tuple[Any, ...]], arrow_type: pa.DataType) -> tupl
     ]),
     created=st.booleans(),
     as_of=st.booleans(),
+    zone=st.sampled_from(["UTC", "America/Los_Angeles", "Asia/Kolkata"]),
 )
-def test_offline_aggregations_match_reference(events, labels, aggs, time_type, label_type, created, as_of) -> None:
+def test_offline_aggregations_match_reference(events, labels, aggs, time_type, label_type, created, as_of, zone) -> None:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     labels = [*labels, labels[0]]  # a duplicate label row
@@ -157,6 +158,7 @@ def test_offline_aggregations_match_reference(events, labels, aggs, time_type, l
     if events:
         _event_table(con, events, time_type, created)
     table, label_ns = _label_table(labels, label_type)
+    con.execute(f"SET TimeZone = '{zone}'")  # naive times are UTC whatever the session's zone
     got = aggregate(con, table, view, aggs, {"k1": "BIGINT", "k2": "BIGINT"}, as_of_ingestion=as_of)
     assert got.column_names == [ROW, *(a.name for a in aggs)]
     assert got.column(ROW).to_pylist() == list(range(len(labels)))
@@ -194,6 +196,20 @@ def test_columns_come_in_the_order_asked_whatever_their_windows(as_of) -> None:
     got = aggregate(con, labels, view, aggs, {"k1": "BIGINT", "k2": "BIGINT"}, as_of_ingestion=as_of)
     assert got.column_names == [ROW, "ivalue_sum_1m", "count_2m", "count_1m"]
     assert got.to_pylist() == [{ROW: 0, "ivalue_sum_1m": 5, "count_2m": 2, "count_1m": 1}]
+
+
+@pytest.mark.parametrize("label_type", [pa.timestamp("us"), pa.timestamp("ns")])
+def test_naive_label_times_are_utc_whatever_the_session_zone(label_type) -> None:
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    _event_table(con, [(KEYS[0], 1, 0, 0, 3)], "TIMESTAMPTZ", False)
+    labels, _ = _label_table([(KEYS[0], 1, 0)], label_type)
+    con.execute("SET TimeZone = 'America/Los_Angeles'")
+    view = fsnb.FeatureView("v", entities=["k1", "k2"], timestamp_field="ts")
+    for as_of in (False, True):
+        got = aggregate(con, labels, view, [Aggregation(None, "count", "1m")], {"k1": "BIGINT", "k2": "BIGINT"},
+                        as_of_ingestion=as_of)
+        assert got.column("count_1m").to_pylist() == [1]
 
 
 def test_view_without_events_gives_zero_counts_and_nulls() -> None:
