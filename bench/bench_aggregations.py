@@ -9,7 +9,9 @@ process (best of --repeat, interleaved), writes its values to Parquet after the 
 stops, and the values are checked equal (counts exactly, sums/means to 1e-9).
 
 The hand-written query puts the labels into the event stream and reads each window with
-a RANGE frame over the timestamps (INTERVAL 'w' - 1 microsecond preceding: the open end).
+a RANGE frame over the timestamps (INTERVAL 'w' - 1 microsecond preceding: the open end);
+it is also timed over integer epoch microseconds (raw_epoch_s), and "ok" checks the
+target against the faster of the two.
 --asof also times the other natural plan (running sums per key read with ASOF at t and at
 t - window), for information.
 
@@ -83,6 +85,21 @@ RAW = textwrap.dedent(
            RANGE BETWEEN INTERVAL 1 DAY - INTERVAL 1 MICROSECOND PRECEDING AND CURRENT ROW) AS count_1d
     FROM s QUALIFY ev IS NULL ORDER BY row
     '''
+    # The same query over integer epoch microseconds: "1 microsecond before" becomes an
+    # integer offset, and RANGE frames over BIGINT measured much faster than over TIMESTAMPTZ.
+    D = 86_400_000_000
+    EPOCH = f'''
+    WITH s AS (
+      SELECT user_id, epoch_us(ts) AS t, amount, 1 AS ev, NULL::BIGINT AS row FROM txns
+      UNION ALL SELECT user_id, epoch_us(event_timestamp), NULL, NULL, row FROM l)
+    SELECT
+      CAST(sum(amount) OVER (PARTITION BY user_id ORDER BY t RANGE BETWEEN {7 * D - 1} PRECEDING AND CURRENT ROW) AS DOUBLE)
+        AS amount_sum_7d,
+      avg(amount) OVER (PARTITION BY user_id ORDER BY t RANGE BETWEEN {30 * D - 1} PRECEDING AND CURRENT ROW)
+        AS amount_mean_30d,
+      count(ev) OVER (PARTITION BY user_id ORDER BY t RANGE BETWEEN {D - 1} PRECEDING AND CURRENT ROW) AS count_1d
+    FROM s QUALIFY ev IS NULL ORDER BY row
+    '''
     ASOF = '''
     WITH p AS (
       SELECT user_id, ts, count(*) OVER w AS n, count(amount) OVER w AS na, sum(amount) OVER w AS sa FROM txns
@@ -104,7 +121,7 @@ RAW = textwrap.dedent(
     con.execute("SET enable_progress_bar = false")
     keys = labels.select("user_id", "event_timestamp").to_arrow().append_column("row", pa.array(np.arange(labels.height)))
     con.register("l", keys)
-    result = pl.from_arrow(con.sql(WINDOWED if which == "windowed" else ASOF).to_arrow_table())
+    result = pl.from_arrow(con.sql({"windowed": WINDOWED, "epoch": EPOCH, "asof": ASOF}[which]).to_arrow_table())
     frame = labels.hstack(result)
     con.close()
     elapsed = time.perf_counter() - t
@@ -190,15 +207,15 @@ def _check_equal(tmp: str, which: str) -> None:
 def run(labels: int, events: int, entities: int, repeat: int, reads: int, asof: bool) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([sys.executable, "-c", SETUP, tmp, str(labels), str(events), str(entities)], check=True)
-        raw_runs, asof_runs, ours_runs = [], [], []
+        raw_runs, epoch_runs, asof_runs, ours_runs = [], [], [], []
         for _ in range(repeat):  # interleaved, so drift on a noisy machine hits both sides
             raw_runs.append(float(_run(RAW, tmp, "windowed")[0]))
             ours_runs.append(float(_run(FSNB, tmp)[0]))
+            epoch_runs.append(float(_run(RAW, tmp, "epoch")[0]))
             if asof:
                 asof_runs.append(float(_run(RAW, tmp, "asof")[0]))
-        _check_equal(tmp, "windowed")
-        if asof:
-            _check_equal(tmp, "asof")
+        for which in ("windowed", "epoch", *(("asof",) if asof else ())):
+            _check_equal(tmp, which)
         p50, p99, kept, mat_s = _run(ONLINE, tmp, str(entities), str(reads))
     raw_t, ours_t = min(raw_runs), min(ours_runs)
     result: dict[str, object] = {
@@ -207,6 +224,8 @@ def run(labels: int, events: int, entities: int, repeat: int, reads: int, asof: 
         "raw_s": round(raw_t, 3),
         "fsnb_s": round(ours_t, 3),
         "time_ratio": round(ours_t / raw_t, 2),
+        "raw_epoch_s": round(min(epoch_runs), 3),
+        "time_ratio_vs_epoch": round(ours_t / min(epoch_runs), 2),
     }
     if asof:
         result["raw_asof_prefix_s"] = round(min(asof_runs), 3)
@@ -215,7 +234,7 @@ def run(labels: int, events: int, entities: int, repeat: int, reads: int, asof: 
         "online_p99_us": round(float(p99), 1),
         "online_events_kept": int(kept),
         "online_materialize_s": round(float(mat_s), 2),
-        "ok": ours_t / raw_t <= TIME_TARGET and float(p50) < ONLINE_P50_US,
+        "ok": ours_t / min(raw_t, min(epoch_runs)) <= TIME_TARGET and float(p50) < ONLINE_P50_US,
         "target": f"time <= {TIME_TARGET}x, online p50 < {ONLINE_P50_US:g} us",
     })
     return result
