@@ -62,17 +62,21 @@ def time_int(expr: str, duck_type: str, unit: str) -> str:
 
     A nanosecond time read in microseconds is floored, which keeps comparisons with
     whole-microsecond event times exact: e <= t iff e <= floor(t), and e > t - w iff
-    e > floor(t) - w for whole-microsecond e and w. Naive times are UTC whatever the
-    session's TimeZone (they are read as TIMESTAMP, never cast to TIMESTAMPTZ).
+    e > floor(t) - w for whole-microsecond e and w. The floor is integer arithmetic:
+    DuckDB's CAST from nanoseconds to microseconds rounds to the nearest (a label at
+    23:59:59.999999999 would see an event at midnight). Naive times are UTC whatever
+    the session's TimeZone (read as TIMESTAMP, never cast to TIMESTAMPTZ).
     """
     t = duck_type.upper()
-    aware = "TZ" in t or "TIME ZONE" in t
-    if unit == "ns" and is_nanoseconds(t):
-        return f"epoch_ns({expr})"
+    if is_nanoseconds(t):
+        nanos = f"epoch_ns({expr})"
+        if unit == "ns":
+            return nanos
+        return f"(({nanos} - ((({nanos}) % 1000) + 1000) % 1000) // 1000)"
     if t in ("TIMESTAMPTZ", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP"):
         micros = f"epoch_us({expr})"
-    else:
-        # DuckDB floors when it casts nanoseconds to microseconds (checked for times before 1970).
+    else:  # DATE, TIMESTAMP_S, TIMESTAMP_MS: exact in microseconds
+        aware = "TZ" in t or "TIME ZONE" in t
         micros = f"epoch_us(CAST({expr} AS {'TIMESTAMPTZ' if aware else 'TIMESTAMP'}))"
     return f"({micros} * 1000)" if unit == "ns" else micros
 

@@ -212,6 +212,21 @@ def test_naive_label_times_are_utc_whatever_the_session_zone(label_type) -> None
         assert got.column("count_1m").to_pylist() == [1]
 
 
+@pytest.mark.parametrize("label_type", [pa.timestamp("ns"), pa.timestamp("ns", "UTC")])
+@pytest.mark.parametrize(("nudge", "count"), [(-1, 0), (-500, 0), (-999, 0), (0, 1), (1, 1), (999, 1)])
+def test_nanosecond_labels_are_floored_not_rounded(label_type, nudge, count) -> None:
+    """An event at exactly minute 1 (microseconds stored) and a label 1 ns before it: out."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    _event_table(con, [(KEYS[0], 1, 0, 0, 3)], "TIMESTAMPTZ", False)
+    labels, _ = _label_table([(KEYS[0], 1, nudge)], label_type)
+    view = fsnb.FeatureView("v", entities=["k1", "k2"], timestamp_field="ts")
+    for as_of in (False, True):
+        got = aggregate(con, labels, view, [Aggregation(None, "count", "1m")], {"k1": "BIGINT", "k2": "BIGINT"},
+                        as_of_ingestion=as_of)
+        assert got.column("count_1m").to_pylist() == [count]
+
+
 def test_view_without_events_gives_zero_counts_and_nulls() -> None:
     con = duckdb.connect()
     view = fsnb.FeatureView("v", entities=["k1", "k2"], timestamp_field="ts", features={"ivalue": "BIGINT"},
