@@ -39,9 +39,9 @@ import duckdb
 from fsnb import types
 from fsnb.aggregation import Aggregation
 from fsnb.aggregation_sql import is_nanoseconds, time_int
+from fsnb.backends.sqlite_online import decoder
 from fsnb.definitions import FeatureView
 from fsnb.errors import InvalidData
-from fsnb.online import decoder
 from fsnb.registry import connect_sqlite
 from fsnb.sqlnames import offline_table, q, qlist
 
