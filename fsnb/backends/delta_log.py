@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from fsnb.definitions import FeatureView, check_name
 from fsnb.errors import SchemaMismatch, StoreError
@@ -173,13 +174,26 @@ def stored_schema(table: Any) -> pa.Schema:
     return pa.schema(table.schema().to_arrow())
 
 
-def data_files(table: Any, root: str) -> list[str]:
-    """The snapshot's data files as URIs under root (Spark's name for the table)."""
+def data_files(table: Any, root: str, *, time_field: str | None = None,
+               lo: int | None = None, hi: int | None = None) -> list[str]:
+    """The snapshot's data files as URIs under root (Spark's name for the table).
+
+    With time_field, lo and hi (microseconds), only files whose logged min/max of that
+    column may overlap [lo, hi]; a file without statistics is always kept.
+    """
     actions = pa.table(table.get_add_actions(flatten=True))
-    out = []
-    for path in actions.column("path").to_pylist():
-        out.append(path if "://" in path else f"{root}/{unquote(path)}")
-    return out
+    paths = actions.column("path").to_pylist()
+    keep = [True] * len(paths)
+    low, high = f"min.{time_field}", f"max.{time_field}"
+    if time_field and lo is not None and hi is not None and {low, high} <= set(actions.column_names):
+        # 1 ms of slack: some writers log timestamp statistics truncated to milliseconds.
+        mins = pc.cast(actions.column(low), pa.int64()).to_pylist()
+        maxs = pc.cast(actions.column(high), pa.int64()).to_pylist()
+        keep = [
+            a is None or b is None or (a - 1000 <= hi and b + 1000 >= lo)
+            for a, b in zip(mins, maxs, strict=True)
+        ]
+    return [p if "://" in p else f"{root}/{unquote(p)}" for p, k in zip(paths, keep, strict=True) if k]
 
 
 def row_count(table: Any) -> int | None:

@@ -205,11 +205,14 @@ class SparkOfflineStore:
     def _table(self, name: str) -> Any | None:
         return delta_log.open_table(self.warehouse, name)
 
-    def _snapshot(self, table: Any, name: str) -> DataFrame:
+    def _snapshot(self, table: Any, name: str, *, time_field: str | None = None,
+                  lo: int | None = None, hi: int | None = None) -> DataFrame:
+        """The table's rows at the loaded version (only files that may hold event times in
+        [lo, hi] when those are given)."""
         from pyspark.sql.pandas.types import from_arrow_schema
 
         schema = from_arrow_schema(delta_log.stored_schema(table), prefer_timestamp_ntz=False)
-        files = delta_log.data_files(table, self.warehouse.spark_uri(name))
+        files = delta_log.data_files(table, self.warehouse.spark_uri(name), time_field=time_field, lo=lo, hi=hi)
         if not files:
             return self.spark.createDataFrame([], schema)
         return self.spark.read.schema(schema).parquet(*files)
@@ -306,6 +309,16 @@ class SparkOfflineStore:
             raise InvalidData(msg)
         return col(name).cast(from_arrow_type(target, prefer_timestamp_ntz=False))
 
+    @staticmethod
+    def _time_span(batch: CheckedBatch, time_field: str) -> tuple[int, int] | None:
+        """The batch's event times as (min, max) microseconds, for Arrow input (on the driver)."""
+        if is_spark_frame(batch.table) or batch.table.num_rows == 0:
+            return None
+        times = arrow_times(batch.table.column(time_field), f"column '{time_field}'")
+        bounds = pc.min_max(pc.cast(times, pa.int64()))
+        lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
+        return None if lo is None or hi is None else (int(lo), int(hi))
+
     def _base_seq(self, table: Any, stored: DataFrame) -> int:
         from pyspark.sql import functions as F
 
@@ -325,18 +338,25 @@ class SparkOfflineStore:
         schema = delta_log.target_schema(view, stored_schema)
         user_cols = [*view.system_columns, *view.feature_names]
         spark_types = {f.name: f.dataType for f in from_arrow_schema(schema, prefer_timestamp_ntz=False)}
-        stored = None
+        stored = candidates = None
+        incoming = self._incoming(batch, schema, user_cols)
         if table is not None:
-            raw = self._snapshot(table, name)
-            have = set(raw.columns)
-            # Rows stored before a version added a column read it as null.
-            stored = raw.select(
-                *[col(f.name) if f.name in have else F.lit(None).cast(spark_types[f.name]).alias(f.name) for f in schema]
-            )
+            def aligned(raw: DataFrame) -> DataFrame:
+                have = set(raw.columns)  # rows stored before a version added a column read it as null
+                return raw.select(
+                    *[col(f.name) if f.name in have else F.lit(None).cast(spark_types[f.name]).alias(f.name) for f in schema]
+                )
+
+            stored = aligned(self._snapshot(table, name))
+            candidates = stored
+            span = self._time_span(batch, view.timestamp_field)
+            if span is not None and not replace:
+                # Only rows in the batch's event-time span can be duplicates of it: a small
+                # append reads the files whose logged min/max overlap it, not the history.
+                candidates = aligned(self._snapshot(table, name, time_field=view.timestamp_field, lo=span[0], hi=span[1]))
         if entry is not None and stored is not None and stored.filter(col(ENTRY) == F.lit(entry)).limit(1).count():
             return 0  # a replay of a log entry already applied
         base = self._base_seq(table, stored) if stored is not None else 0
-        incoming = self._incoming(batch, schema, user_cols)
         # Exact duplicates within the batch: the first occurrence stays (its place decides ties).
         fresh = incoming.groupBy(*[col(c) for c in user_cols]).agg(F.min(col(_IDX)).alias(_IDX))
         same = None
@@ -344,7 +364,8 @@ class SparkOfflineStore:
             for c in user_cols:
                 eq = F.col("n.`" + c.replace("`", "``") + "`").eqNullSafe(F.col("e.`" + c.replace("`", "``") + "`"))
                 same = eq if same is None else same & eq
-            new = fresh.alias("n").join(stored.select(*user_cols).alias("e"), on=same, how="left_anti")
+            assert candidates is not None
+            new = fresh.alias("n").join(candidates.select(*user_cols).alias("e"), on=same, how="left_anti")
         else:
             new = fresh
         extra = {f.name: f.type for f in schema if f.name not in user_cols and f.name not in (SEQ, INGESTED_AT, ENTRY)}
@@ -407,15 +428,12 @@ class SparkOfflineStore:
         each file's row count and size for the commit."""
         from pyspark.sql import functions as F
 
-        conf = self.spark.conf
+        # Delta readers expect INT64 microseconds, not Spark's default INT96. Set on the
+        # session and left so (restoring it would race with another thread's write).
         key = "spark.sql.parquet.outputTimestampType"
-        before = conf.get(key, None)
-        conf.set(key, "TIMESTAMP_MICROS")
-        try:
-            out.write.mode("error").parquet(staging)
-        finally:
-            if before is not None and before != "TIMESTAMP_MICROS":
-                conf.set(key, before)
+        if self.spark.conf.get(key, None) != "TIMESTAMP_MICROS":
+            self.spark.conf.set(key, "TIMESTAMP_MICROS")
+        out.write.mode("error").parquet(staging)
         written_back = self.spark.read.schema(out.schema).parquet(staging)
         rows = (
             written_back.select(F.col("_metadata.file_path").alias("p"), F.col("_metadata.file_size").alias("z"), col(SEQ))
