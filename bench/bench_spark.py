@@ -22,6 +22,8 @@ Target (DESIGN section 8): fsnb <= 1.5x the hand-written query.
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import tempfile
 import time
 from typing import Any
@@ -140,7 +142,10 @@ def main() -> None:
     spark = local_session(args.partitions, {"spark.driver.memory": "4g"})
     if args.grow:
         sizes = [int(s) for s in args.grow.split(",") if s]
-        steps = [run_size(spark, n, n, args.entities, args.repeat) for n in sizes]
+        steps = []
+        for n in sizes:
+            steps.append(run_size(spark, n, n, args.entities, args.repeat))
+            print(json.dumps(steps[-1]), file=sys.stderr, flush=True)  # progress: big sizes take minutes
         first = steps[0]
         result: dict[str, object] = {
             "bench": "spark_point_in_time_growth",
