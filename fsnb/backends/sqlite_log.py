@@ -5,7 +5,7 @@ was validated against, and the batch itself as Arrow IPC bytes (never pickle, so
 opening a store cannot run code). Consumers (the online and the offline store) read
 entries in order and commit the offset of the last entry they applied.
 
-``FeatureLog`` is the interface the streaming code relies on; ``SqliteLog`` is the
+``SqliteLog`` implements ``fsnb.backends.contracts.FeatureLog`` and is the
 embedded default: one SQLite file inside the store directory, WAL with
 ``synchronous=FULL``, so an append is one fsync'd transaction and survives a crash
 of the process (or the machine) the moment ``append`` returns. A Redis Streams
@@ -21,17 +21,16 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
-import pyarrow as pa
-
+# LogEntry and the payload format belong to the contract; named here too for older imports.
+from fsnb.backends.contracts import LogEntry, decode_batch, encode_batch
 from fsnb.errors import StoreError, one_line
 from fsnb.registry import ThreadConnections
 from fsnb.timeutil import now_us
 
 LOG_FILE = "log.sqlite"
+__all__ = ["CONSUMERS", "LOG_FILE", "LogEntry", "SqliteLog", "consumer_active", "decode_batch", "encode_batch", "uncommitted"]
 CONSUMERS = ("online", "offline")
 _LOG_HINT = "restore it, or move it away to start a new log (pushes not yet applied are lost)"
 
@@ -58,93 +57,6 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 
 
-@dataclass(frozen=True)
-class LogEntry:
-    """One appended batch. ``offset`` starts at 1 and is never reused, even after truncation."""
-
-    offset: int
-    view: str
-    version: int
-    rows: int
-    appended_us: int
-    payload: bytes
-    decoded: pa.Table | None = field(default=None, compare=False, repr=False)  # set by the appender
-    # The identity of the view the entry was pushed to: it survives new versions but
-    # not deletion, so entries of a deleted view never reach one created under its name.
-    # "" for entries written before fsnb recorded it (applied to the current view).
-    view_id: str = ""
-
-    def table(self) -> pa.Table:
-        return self.decoded if self.decoded is not None else decode_batch(self.payload)
-
-
-class FeatureLog(Protocol):
-    """What a log backend provides. Offsets are positive integers in append order."""
-
-    log_id: str  # unique per log: offline rows are tagged "<log_id>:<first>-<last>"
-
-    def append(self, view: str, version: int, payload: bytes, rows: int, view_id: str = "") -> int:
-        """Durably add one entry and return its offset (only once it is durable)."""
-        ...
-
-    def read_from(self, offset: int, limit: int | None = None) -> list[LogEntry]:
-        """Entries with offset >= ``offset``, oldest first (at most ``limit``)."""
-        ...
-
-    def end_offset(self) -> int:
-        """Offset of the last entry ever appended (0 for an empty log)."""
-        ...
-
-    def start_offset(self) -> int:
-        """Offset of the oldest retained entry (end_offset() + 1 when none is retained)."""
-        ...
-
-    def committed(self, consumer: str) -> int:
-        """Offset of the last entry the consumer applied and committed (0 = none)."""
-        ...
-
-    def commit(self, consumer: str, offset: int) -> None: ...
-
-    def truncate_before(self, offset: int) -> int:
-        """Drop entries with offset < ``offset``; return how many were dropped."""
-        ...
-
-    def pending(self, after: int) -> list[tuple[int, str, int]]:
-        """(offset, view, rows) of the entries after ``after``, without their payloads."""
-        ...
-
-    def size(self) -> int:
-        """Entries currently retained."""
-        ...
-
-    def first_offset_since(self, appended_us: int) -> int | None: ...
-
-    def last_appended_us(self, view: str) -> int | None: ...
-
-    def get_setting(self, key: str) -> str | None: ...
-
-    def set_setting(self, key: str, value: str) -> None: ...
-
-    def consumer_lock(self, consumer: str) -> AbstractContextManager[None]:
-        """Held while a consumer applies and commits (one applier per consumer)."""
-        ...
-
-    def close(self) -> None: ...
-
-
-def encode_batch(table: pa.Table) -> bytes:
-    """Arrow IPC stream bytes: typed, language-neutral, and nothing executes on read."""
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()  # type: ignore[no-any-return]
-
-
-def decode_batch(payload: bytes) -> pa.Table:
-    with pa.ipc.open_stream(pa.py_buffer(payload)) as reader:
-        return reader.read_all()
-
-
 def _connect_log(path: Path, *, durable: bool) -> sqlite3.Connection:
     con = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     con.execute("PRAGMA busy_timeout=30000")
@@ -159,6 +71,8 @@ def _connect_log(path: Path, *, durable: bool) -> sqlite3.Connection:
 
 class SqliteLog:
     """The embedded log: ``log.sqlite`` in the store directory."""
+
+    reuses_appended = True
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory

@@ -132,6 +132,8 @@ def _connect_online(path: Path) -> sqlite3.Connection:
 
 
 class OnlineStore:
+    """The embedded online store (fsnb.backends.contracts.OnlineBackend): ``online.sqlite``."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
         refuse_empty_file(path, ONLINE_HINT)
@@ -354,12 +356,11 @@ class ViewReader:
         return found
 
 
-def reader_basics(store: Any, view: FeatureView, features: list[str], output_names: list[str]) -> dict[str, Any]:
+def reader_basics(stored: list[str], view: FeatureView, features: list[str], output_names: list[str]) -> dict[str, Any]:
     """What every backend's reader needs: decoders, the TTL in µs, and whether the
-    backend already holds every requested feature for the view."""
+    backend already holds every requested feature for the view (stored: its columns)."""
     feature_types = view.feature_types
     ttl = view.ttl
-    stored = store.columns(view.name)
     return {
         "view": view,
         "features": features,
@@ -380,7 +381,7 @@ def make_reader(
     where = " AND ".join(f"{q(k)} = ?" for k in view.entity_columns)
     cols = qlist([TS, *features])
     return ViewReader(
-        **reader_basics(store, view, features, output_names),
+        **reader_basics(store.columns(view.name), view, features, output_names),
         single_sql=f"SELECT {cols} FROM {table} WHERE {where}",
         table=table,
         con=store.con,
