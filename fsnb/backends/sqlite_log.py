@@ -30,7 +30,7 @@ from fsnb.registry import ThreadConnections
 from fsnb.timeutil import now_us
 
 LOG_FILE = "log.sqlite"
-__all__ = ["CONSUMERS", "LOG_FILE", "LogEntry", "SqliteLog", "consumer_active", "decode_batch", "encode_batch", "uncommitted"]
+__all__ = ["CONSUMERS", "LOG_FILE", "LogEntry", "SqliteLog", "consumer_active", "decode_batch", "encode_batch", "read_view_lag", "uncommitted"]
 CONSUMERS = ("online", "offline")
 _LOG_HINT = "restore it, or move it away to start a new log (pushes not yet applied are lost)"
 
@@ -260,3 +260,38 @@ def uncommitted(directory: Path) -> dict[str, int] | None:
             raise damaged(path, one_line(exc), _LOG_HINT) from None
         return None
     return {c: end - int(done.get(c, 0)) for c in CONSUMERS}
+
+
+def read_view_lag(path: Path, views: list[str]) -> dict[str, tuple[int, float | None]]:
+    """Per view: entries of the log file at path that the slower consumer has not applied
+    yet, and when its latest batch applied online was pushed (seconds since the epoch).
+    Read in one snapshot, without creating or changing any file (the server endpoint's read)."""
+    from fsnb.registry import connect_sqlite
+
+    if not views or not path.is_file():
+        return {}
+    con = connect_sqlite(path, readonly=True)
+    try:
+        con.execute("BEGIN")
+        consumers = {n: (c, u) for n, c, u in con.execute("SELECT name, committed, updated_us FROM consumers")}
+        online_at, online_commit_us = consumers.get("online", (0, None))
+        offline_at = consumers.get("offline", (0, None))[0]
+        result: dict[str, tuple[int, float | None]] = {}
+        for name in views:
+            (lag,) = con.execute(
+                "SELECT count(*) FROM entries WHERE view = ? AND position > ?", (name, min(online_at, offline_at))
+            ).fetchone()
+            (pushed_us,) = con.execute(
+                "SELECT max(appended_us) FROM entries WHERE view = ? AND position <= ?", (name, online_at)
+            ).fetchone()
+            if pushed_us is None and online_at:
+                # applied entries may be compacted away: the online consumer's last commit
+                # is then the latest time this view's online values can have changed
+                pushed_us = online_commit_us
+            result[name] = (int(lag), None if pushed_us is None else pushed_us / 1e6)
+        con.execute("COMMIT")
+    except sqlite3.OperationalError:  # a log that was never written to has no tables yet
+        return {}
+    finally:
+        con.close()
+    return result

@@ -25,6 +25,7 @@ from fsnb.sqlnames import online_table, q, qlist
 from fsnb.timeutil import is_ns
 
 TS, CREATED, SEQ = "_fsnb_ts", "_fsnb_created", "_fsnb_seq"
+ONLINE_FILE = "online.sqlite"
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MAX_VARS = 30000
 _us = timedelta(microseconds=1)
@@ -265,6 +266,21 @@ class OnlineStore:
             return []
         cols = [*view.entity_columns, TS, *view.feature_names]
         return self.con.execute(f"SELECT {qlist(cols)} FROM {online_table(view.name)}").fetchall()
+
+
+def read_last_updates(path: Path) -> dict[str, float]:
+    """Each view's last online write (materialization or stream) in the online file at
+    path, read without creating or changing any file (the server endpoint's read)."""
+    if not path.is_file():
+        return {}
+    con = connect_sqlite(path, readonly=True)
+    try:
+        rows = con.execute("SELECT name, updated_at FROM _fsnb_watermarks").fetchall()
+    except sqlite3.OperationalError:  # nothing materialized yet: the table may not exist
+        return {}
+    finally:
+        con.close()
+    return {name: ts for name, ts in rows if ts is not None}
 
 
 @dataclass
