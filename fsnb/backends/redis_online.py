@@ -23,8 +23,8 @@ from typing import Any
 
 import msgpack
 
+from fsnb.backends.online_values import CREATED, SEQ, TS, reader_basics
 from fsnb.backends.redis_common import RedisCalls, connect
-from fsnb.backends.sqlite_online import CREATED, SEQ, TS, reader_basics
 from fsnb.config import redact_url
 from fsnb.definitions import FeatureView
 
