@@ -26,9 +26,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from fsnb.backends.consumer_locks import CONSUMERS, os_consumer_lock
 from fsnb.backends.contracts import LogEntry
 from fsnb.backends.redis_common import RedisCalls, connect
-from fsnb.backends.sqlite_log import CONSUMERS, os_consumer_lock
 from fsnb.config import redact_url
 from fsnb.errors import StoreError
 from fsnb.timeutil import now_us

@@ -14,24 +14,21 @@ backend fits the same interface (XADD, XRANGE, consumer-group offsets, XTRIM).
 
 from __future__ import annotations
 
-import fcntl
-import os
 import sqlite3
-import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
-# LogEntry and the payload format belong to the contract; named here too for older imports.
+# LogEntry, the payload format and the consumer locks are shared by every log backend;
+# named here too for older imports.
+from fsnb.backends.consumer_locks import CONSUMERS, consumer_active, os_consumer_lock
 from fsnb.backends.contracts import LogEntry, decode_batch, encode_batch
 from fsnb.errors import StoreError, one_line
 from fsnb.registry import ThreadConnections
 from fsnb.timeutil import now_us
 
 LOG_FILE = "log.sqlite"
-__all__ = ["CONSUMERS", "LOG_FILE", "LogEntry", "SqliteLog", "consumer_active", "decode_batch", "encode_batch", "read_view_lag", "uncommitted"]
-CONSUMERS = ("online", "offline")
+__all__ = ["CONSUMERS", "LOG_FILE", "LogEntry", "SqliteLog", "consumer_active", "decode_batch", "encode_batch", "os_consumer_lock", "read_view_lag", "uncommitted"]
 _LOG_HINT = "restore it, or move it away to start a new log (pushes not yet applied are lost)"
 
 _SCHEMA = """
@@ -192,51 +189,6 @@ class SqliteLog:
         self.con.execute(
             "INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value)
         )
-
-
-@contextmanager
-def os_consumer_lock(directory: Path, consumer: str, held: dict[str, int]) -> Iterator[None]:
-    """An OS file lock ``log.<consumer>.lock`` in the store directory, released by the
-    kernel when the holder dies (even by SIGKILL). Re-entrant within one process through
-    ``held`` (a push inside a producer session already holds the offline lock)."""
-    with _GUARD:
-        in_process = _THREAD_LOCKS.setdefault((str(directory), consumer), threading.RLock())
-    with in_process:  # threads of this process take turns; the holding thread re-enters
-        if consumer in held:
-            yield
-            return
-        fd = os.open(directory / f"log.{consumer}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            held[consumer] = fd
-            try:
-                yield
-            finally:
-                del held[consumer]
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
-
-
-_GUARD = threading.Lock()
-_THREAD_LOCKS: dict[tuple[str, str], threading.RLock] = {}
-
-
-def consumer_active(directory: Path, consumer: str) -> bool:
-    """Is some process applying (or holding a producer session for) this consumer right now?"""
-    path = directory / f"log.{consumer}.lock"
-    if not path.exists():
-        return False
-    fd = os.open(path, os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
 
 
 def uncommitted(directory: Path) -> dict[str, int] | None:
