@@ -214,3 +214,35 @@ def test_a_missing_redis_package_is_one_line_naming_the_extra(tmp_path: Path, mo
     (tmp_path / "fsnb.toml").write_text('[log]\nurl = "redis://localhost:1/0"\n')
     with pytest.raises(StoreError, match=r"pip install fsnb\[redis\]"):
         fsnb.FeatureStore(tmp_path)
+
+
+# -- where the backends sit ------------------------------------------------------------
+_ABOVE = ("fsnb.store", "fsnb.parts", "fsnb.sync", "fsnb.notebook", "fsnb.leakage", "fsnb.server", "fsnb.export", "fsnb.cli", "fsnb.demo", "fsnb.retrieval")
+
+
+def _imports(path: Path) -> set[str]:
+    import ast
+
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+    return found
+
+
+def test_backends_import_nothing_above_them_and_not_each_other() -> None:
+    folder = Path(fsnb.__file__).parent / "backends"
+    offenders = []
+    for path in sorted(folder.glob("*.py")):
+        for module in _imports(path):
+            if module.startswith(_ABOVE):
+                offenders.append(f"{path.name} imports {module}")
+            # Shared pieces live in contracts, online_values, consumer_locks, redis_common:
+            # one backend never reaches into another's module.
+            if path.stem.startswith("redis_") and module.startswith(("fsnb.backends.sqlite_", "fsnb.backends.duckdb_")):
+                offenders.append(f"{path.name} imports {module}")
+            if path.stem.startswith("sqlite_") and module.startswith(("fsnb.backends.redis_", "fsnb.backends.duckdb_")):
+                offenders.append(f"{path.name} imports {module}")
+    assert offenders == []
