@@ -47,7 +47,7 @@ _AFTER_COMMIT_ERRORS = (OSError, sqlite3.OperationalError, sqlite3.DatabaseError
 
 
 class RegistryJournal:
-    """The offline store's Journal (fsnb.backends.duckdb_offline.Journal), kept in the registry."""
+    """The offline store's Journal (fsnb.backends.contracts.Journal), kept in the registry."""
 
     def __init__(self, registry: Registry, offline: OfflineStore) -> None:
         self.registry = registry

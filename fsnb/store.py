@@ -19,7 +19,6 @@ import pyarrow as pa
 from fsnb import types
 from fsnb.backends.duckdb_offline import OfflineStore, Written
 from fsnb.backends.duckdb_pit import LABELS, ROW, T, ViewSelection, point_in_time_sql
-from fsnb.backends.sqlite_online import OnlineStore, ViewReader
 from fsnb.config import DEFAULT_STORE, StoreConfig, store_path
 from fsnb.definitions import FeatureView, parse_feature_refs
 from fsnb.entity import KeyPlan
@@ -41,11 +40,7 @@ from fsnb.timeutil import NS_RANGE, now_us, outside_ns_range
 from fsnb.validation import arrow_duck_types, check_batch, check_view
 
 if TYPE_CHECKING:
-    from typing import TypeAlias
-
-    from fsnb.backends.redis_online import RedisOnlineStore, RedisViewReader
-
-    Reader: TypeAlias = ViewReader | RedisViewReader
+    from fsnb.backends.contracts import OnlineBackend, OnlineReader
 
 DEFAULT_PATH = DEFAULT_STORE
 
@@ -141,7 +136,7 @@ class FeatureStore:
         return self.parts.offline
 
     @property
-    def online(self) -> OnlineStore | RedisOnlineStore:
+    def online(self) -> OnlineBackend:
         return self.parts.online
 
     @property
@@ -550,7 +545,7 @@ class FeatureStore:
             caches.registry_checked = now
         return caches.registry_seen
 
-    def _build_readers(self, features: tuple[str, ...]) -> tuple[list[Reader], list[str]]:
+    def _build_readers(self, features: tuple[str, ...]) -> tuple[list[OnlineReader], list[str]]:
         selection = self.resolve(features)
         readers = [self.online.reader(s.view, s.features, s.output_names) for s in selection.selections]
         offline_only = [s.view.name for s in selection.selections if not s.view.online]

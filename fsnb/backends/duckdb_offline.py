@@ -18,12 +18,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 
+from fsnb.backends.contracts import Journal
 from fsnb.definitions import FeatureView
 from fsnb.errors import StoreBusy, StoreError, one_line
 from fsnb.sqlnames import ENTRY, INGESTED_AT, SEQ, offline_table, q, qlist
@@ -62,17 +63,6 @@ class Written(int):
         self = super().__new__(cls, inserted)
         self.removed, self.kept = removed, kept
         return self
-
-
-class Journal(Protocol):
-    """What the offline store tells the registry around each write (fsnb.commit)."""
-
-    def recover(self, con: duckdb.DuckDBPyConnection) -> None: ...
-    def begin(
-        self, con: duckdb.DuckDBPyConnection, token: str, view: FeatureView, version: int | None, publish: bool
-    ) -> None: ...
-    def abort(self, token: str) -> None: ...
-    def committed(self, token: str, view: FeatureView, stats: dict[str, Any], publish: bool) -> None: ...
 
 
 class OfflineStore:

@@ -194,7 +194,7 @@ class FsnbMagics(Magics):
         try:
             current = StoreConfig()
             if online or log:
-                from fsnb.backends.redis_online import check_reachable
+                from fsnb.backends.redis_common import check_reachable
 
                 current = load_config(path) if path.is_dir() else current
                 for what, url in (("online store URL", online), ("log URL", log)):

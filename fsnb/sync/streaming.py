@@ -26,7 +26,7 @@ Each entry carries its view's identity (``view_id``: kept across versions, new a
 ``delete_feature_view``); consumers drop entries of a deleted incarnation, so an old
 unapplied push never reaches a new view of the same name.
 
-Nothing here depends on the log backend beyond ``fsnb.backends.sqlite_log.FeatureLog``.
+Nothing here depends on the log backend beyond ``fsnb.backends.contracts.FeatureLog``.
 """
 
 from __future__ import annotations
@@ -49,16 +49,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fsnb.backends.contracts import FeatureLog, LogEntry, encode_batch
 from fsnb.backends.duckdb_pit import latest_per_entity_sql
-from fsnb.backends.sqlite_log import (
-    CONSUMERS,
-    FeatureLog,
-    LogEntry,
-    SqliteLog,
-    consumer_active,
-    encode_batch,
-    uncommitted,
-)
+from fsnb.backends.sqlite_log import CONSUMERS, consumer_active, uncommitted
 from fsnb.backends.sqlite_online import NAN_TEXT, encode_key_sql, encode_sql, epoch_us_sql
 from fsnb.definitions import FeatureView
 from fsnb.errors import (
@@ -266,7 +259,7 @@ def apply_pending(store: FeatureStore, consumer: str, just_appended: LogEntry | 
     must read through its group so that the group knows what it was given).
     """
     log = log_of(store)
-    if not isinstance(log, SqliteLog):
+    if not log.reuses_appended:
         just_appended = None
     applied = 0
     with log.consumer_lock(consumer):
@@ -724,11 +717,7 @@ def _online_rows_now(store: FeatureStore, view: FeatureView) -> list[tuple[Any, 
 
 
 def _online_latest_us(store: FeatureStore, view: FeatureView) -> int | None:
-    latest = getattr(store.online, "latest_event_us", None)
-    if latest is not None:
-        return latest(view.name)  # type: ignore[no-any-return]
-    ts = [r[len(view.entity_columns)] for r in _online_rows_now(store, view)]
-    return max(ts) if ts else None
+    return store.online.latest_event_us(view.name)
 
 
 def freshness(store: FeatureStore) -> pl.DataFrame:
