@@ -13,7 +13,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +22,11 @@ from fsnb.definitions import FeatureView
 from fsnb.errors import one_line
 from fsnb.registry import ThreadConnections, connect_sqlite, damaged, is_damage, refuse_empty_file
 from fsnb.sqlnames import online_table, q, qlist
-from fsnb.timeutil import is_ns
+from fsnb.timeutil import duration_us, is_ns
 
 TS, CREATED, SEQ = "_fsnb_ts", "_fsnb_created", "_fsnb_seq"
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MAX_VARS = 30000
-_us = timedelta(microseconds=1)
 ONLINE_HINT = "move it away and run %materialize (store.materialize()) to rebuild it from the offline store"
 
 
@@ -117,7 +116,7 @@ def decoder(duck_type: str) -> Callable[[Any], Any] | None:
 def to_us(value: datetime) -> int:
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
-    return (value - _EPOCH) // _us
+    return duration_us(value - _EPOCH)
 
 
 def _connect_online(path: Path) -> sqlite3.Connection:
@@ -368,7 +367,7 @@ def reader_basics(store: Any, view: FeatureView, features: list[str], output_nam
         # Exact integer microseconds (a float of seconds rounds long TTLs). Stored event
         # times are whole microseconds rounded down, so "ts >= now - ttl" with now in whole
         # microseconds is exactly the offline rule.
-        "ttl_us": None if ttl is None else ttl // timedelta(microseconds=1),  # type: ignore[operator]
+        "ttl_us": duration_us(ttl),
         "exists": bool(stored) and all(f in stored for f in features),
     }
 
