@@ -94,6 +94,16 @@ def feature_view_html(view: FeatureView) -> str:
 _FIELD_NAMES = {"ttl": "TTL", "timestamp_field": "timestamp", "created_timestamp_field": "created timestamp"}
 
 
+def _value_text(value: Any) -> str:
+    if value is None or value == "":
+        return "none"
+    if isinstance(value, tuple):
+        return ", ".join(map(str, value))
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or "none"
+    return fmt(value)
+
+
 def change_text(change: ViewChange, limit: int = 160) -> str:
     """One definition change in words ("TTL: 30d -> none", "added clicks"), at most limit characters."""
     if change.field == "features":
@@ -101,7 +111,7 @@ def change_text(change: ViewChange, limit: int = 160) -> str:
     elif change.field == "ttl":
         text = f"TTL: {format_ttl(change.old)} -> {format_ttl(change.new)}"
     else:
-        old, new = (", ".join(map(str, v)) if isinstance(v, tuple) else fmt(v) for v in (change.old, change.new))
+        old, new = (_value_text(v) for v in (change.old, change.new))
         text = f"{_FIELD_NAMES.get(change.field, change.field)}: {old} -> {new}"
     return shorten(text, limit)
 
