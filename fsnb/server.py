@@ -166,7 +166,7 @@ def _view_json(summary: ViewSummary) -> dict[str, Any]:
         "timestamp_field": view.timestamp_field,
         "created_timestamp_field": view.created_timestamp_field,
         "features": [{"name": f, "type": t} for f, t in view.feature_types.items()],
-        "ttl": None if view.ttl is None else format_ttl(view.ttl),  # type: ignore[arg-type]
+        "ttl": None if view.ttl is None else format_ttl(view.ttl),
         "online": bool(view.online),
         "stream": view.sync == "stream",
         "sync": view.sync,

@@ -20,7 +20,7 @@ from fsnb import types
 from fsnb.backends.duckdb_offline import OfflineStore, Written
 from fsnb.backends.duckdb_pit import LABELS, ROW, T, ViewSelection, point_in_time_sql
 from fsnb.config import DEFAULT_STORE, StoreConfig, store_path
-from fsnb.definitions import FeatureView, parse_feature_refs
+from fsnb.definitions import FeatureView, ViewChange, diff_views, parse_feature_refs
 from fsnb.entity import KeyPlan
 from fsnb.errors import (
     FsnbError,
@@ -53,7 +53,7 @@ class Registration:
     version: int
     new_version: bool
     rows_written: int = 0
-    changes: list[str] = field(default_factory=list)
+    changes: list[ViewChange] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
     # With replace=True: stored rows the data no longer holds, and stored rows it kept as they were.
     rows_removed: int = 0
@@ -64,7 +64,7 @@ class Registration:
         return f"<Registration {self.view.name} {what}, {self.rows_written} rows written>"
 
     def _repr_html_(self) -> str:
-        from fsnb.notebook.display import registration_html
+        from fsnb.notebook.render import registration_html
 
         return registration_html(self)
 
@@ -168,9 +168,10 @@ class FeatureStore:
         return f"FeatureStore({str(self.path)!r}, views={self.registry.names()})"
 
     def _repr_html_(self) -> str:
-        from fsnb.notebook.display import store_html
+        from fsnb.notebook.gather import view_entries
+        from fsnb.notebook.render import store_html
 
-        return store_html(self)
+        return store_html(str(self.path), view_entries(self.parts), self.list_training_sets())
 
     # -- definitions -------------------------------------------------------------
     def list_feature_views(self) -> list[FeatureView]:
@@ -236,7 +237,7 @@ class FeatureStore:
             check_view(candidate, self.online.columns(view.name))  # what every store can hold
             if current is not None:
                 _check_compatible(current.view, candidate, has_data=lambda: self.offline.has_rows(con, view.name))
-            changes = _diff(current.view, candidate) if current else []
+            changes = diff_views(current.view, candidate) if current else []
             new_version = current is None or candidate.to_dict() != current.view.to_dict()
             if new_version:
                 version = self.registry.next_version(view.name)
@@ -272,7 +273,7 @@ class FeatureStore:
 
     def _register_definition_unchecked(self, current: ViewVersion | None, candidate: FeatureView) -> Registration:
         check_view(candidate, self.online.columns(candidate.name))  # what every store can hold, data or not
-        changes = _diff(current.view, candidate) if current else []
+        changes = diff_views(current.view, candidate) if current else []
         new_version = current is None or candidate.to_dict() != current.view.to_dict()
         if new_version:
             version = self.registry.put(candidate)
@@ -815,25 +816,6 @@ def _after_commit(action: Callable[[], object], what: str) -> None:
         action()
     except (OSError, sqlite3.OperationalError) as exc:
         warnings.warn(f"fsnb: the rows are stored, but {what} failed: {one_line(exc)}", RegistryBehind, stacklevel=3)
-
-
-def _diff(old: FeatureView, new: FeatureView) -> list[str]:
-    """Human-readable changes between two versions."""
-    changes = []
-    a, b = old.to_dict(), new.to_dict()
-    old_f, new_f = old.feature_types, new.feature_types
-    added = [f for f in new_f if f not in old_f]
-    removed = [f for f in old_f if f not in new_f]
-    if added:
-        changes.append("added " + ", ".join(added))
-    if removed:
-        changes.append("removed " + ", ".join(removed))
-    retyped = [f"{f}: {old_f[f]} -> {new_f[f]}" for f in new_f if f in old_f and old_f[f] and new_f[f] and old_f[f] != new_f[f]]
-    changes.extend(retyped)
-    for key in ("ttl_seconds", "online", "sync", "description", "tags", "query", "entities", "timestamp_field", "created_timestamp_field"):
-        if a.get(key) != b.get(key):
-            changes.append(f"{key}: {a.get(key)!r} -> {b.get(key)!r}")
-    return changes
 
 
 def _labels_frame(entity_df: Any) -> pl.DataFrame:

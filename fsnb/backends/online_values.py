@@ -12,7 +12,7 @@ from typing import Any
 from fsnb import types
 from fsnb.definitions import FeatureView
 from fsnb.sqlnames import q
-from fsnb.timeutil import is_ns
+from fsnb.timeutil import duration_us, is_ns
 
 TS, CREATED, SEQ = "_fsnb_ts", "_fsnb_created", "_fsnb_seq"
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -105,7 +105,7 @@ def decoder(duck_type: str) -> Callable[[Any], Any] | None:
 def to_us(value: datetime) -> int:
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
-    return (value - _EPOCH) // _us
+    return duration_us(value - _EPOCH)
 
 
 def reader_basics(stored: list[str], view: FeatureView, features: list[str], output_names: list[str]) -> dict[str, Any]:
@@ -121,6 +121,6 @@ def reader_basics(stored: list[str], view: FeatureView, features: list[str], out
         # Exact integer microseconds (a float of seconds rounds long TTLs). Stored event
         # times are whole microseconds rounded down, so "ts >= now - ttl" with now in whole
         # microseconds is exactly the offline rule.
-        "ttl_us": None if ttl is None else ttl // timedelta(microseconds=1),  # type: ignore[operator]
+        "ttl_us": duration_us(ttl),  # exact integer microseconds
         "exists": bool(stored) and all(f in stored for f in features),
     }

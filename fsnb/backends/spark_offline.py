@@ -35,10 +35,11 @@ import pyarrow.compute as pc
 
 from fsnb.backends import delta_log
 from fsnb.backends.delta_log import UTC_US, Warehouse
-from fsnb.backends.duckdb_pit import ROW, T, ViewSelection, ttl_micros
+from fsnb.backends.duckdb_pit import ROW, T, ViewSelection
 from fsnb.definitions import FeatureView, check_name
 from fsnb.errors import InvalidData, SchemaMismatch, StoreError
 from fsnb.sqlnames import ENTRY, INGESTED_AT, SEQ
+from fsnb.timeutil import duration_us
 from fsnb.validation import CheckedBatch, check_batch
 
 if TYPE_CHECKING:
@@ -716,7 +717,7 @@ class SparkOfflineStore:
         best = features.unionByName(side).select(
             col(ROW), col(_VT), col(_KIND), F.max_by(col(_PAY), col(_RANK)).over(w).alias(_BEST)
         ).filter(col(_KIND) == 1)
-        micros = ttl_micros(view.ttl)  # type: ignore[arg-type]
+        micros = duration_us(view.ttl)
         chosen = F.col(f"{_BEST}.ts")
         ok = chosen.isNotNull()
         if micros is not None:
