@@ -24,6 +24,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from fsnb.backends.duckdb_pit import latest_per_entity_filter, latest_per_entity_sql
 from fsnb.definitions import FeatureView
 from fsnb.errors import StoreBusy, StoreError, one_line
 from fsnb.sqlnames import ENTRY, INGESTED_AT, SEQ, offline_table, q, qlist
@@ -403,6 +404,28 @@ class OfflineStore:
                 sql += " WHERE " + " AND ".join(where)
             sql += f" ORDER BY {q(view.timestamp_field)}, {q(SEQ)}"
             return con.sql(sql, params=params).to_arrow_table()
+
+    @staticmethod
+    def latest_per_entity(
+        con: duckdb.DuckDBPyConnection,
+        view: FeatureView,
+        columns: list[str],
+        *,
+        start: Any = None,
+        end: Any = None,
+        since_seq: int | None = None,
+        after: Any = None,
+        select: list[str] | None = None,
+    ) -> duckdb.DuckDBPyConnection:
+        """Each key's row with the greatest event time in [start, end] (ties: newest
+        created, last ingested), as a cursor to fetch from; since_seq/after: only rows
+        ingested since that sequence or with event time after ``after``. select: the
+        output expressions over those rows (default: keys, event time and columns)."""
+        where, params = latest_per_entity_filter(view, start=start, end=end, since_seq=since_seq, after=after)
+        inner = latest_per_entity_sql(view, columns, where=where)
+        if select is None:
+            return con.execute(inner, params)
+        return con.execute(f"SELECT {', '.join(select)} FROM ({inner})", params)
 
     def stats(self, view: FeatureView) -> dict[str, Any]:
         """A full recount of the view's statistics (what the incremental ones must equal)."""
