@@ -344,6 +344,20 @@ def test_retention_drops_only_what_both_consumers_committed(tmp_path: Path, monk
     assert len(offline_rows(store)) == 13
 
 
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("keep_entries", True), ("keep_entries", "3"), ("keep_entries", 2.5), ("keep_entries", -1),
+     ("keep_seconds", float("nan")), ("keep_seconds", float("inf")), ("keep_seconds", "60"), ("keep_seconds", -1.0)],
+)
+def test_a_bad_retention_setting_is_one_line_and_changes_nothing(tmp_path: Path, setting: str, value: object) -> None:
+    store = stream_store(tmp_path / "s")
+    store.set_retention(keep_entries=4, keep_seconds=30)
+    with pytest.raises(InvalidData, match=setting) as excinfo:
+        store.set_retention(**{setting: value})  # type: ignore[arg-type]
+    assert "\n" not in str(excinfo.value)
+    assert retention.retention(store.parts.log) == {"keep_entries": 4, "keep_seconds": 30.0}
+
+
 # -- producer sessions -------------------------------------------------------------------
 def test_producer_session_is_online_at_once_and_offline_by_the_end(tmp_path: Path) -> None:
     store = stream_store(tmp_path / "s")
@@ -363,6 +377,16 @@ def test_producer_session_is_online_at_once_and_offline_by_the_end(tmp_path: Pat
     assert len(offline_rows(store)) == 10
     assert store.stats("clicks")["rows"] == 10
     assert store.parts.log.size() == 0  # both consumers committed: the log was compacted
+
+
+@pytest.mark.parametrize("every", [0, True, 2.5, "4"])
+def test_a_bad_offline_every_is_one_line_and_opens_no_session(tmp_path: Path, every: object) -> None:
+    store = stream_store(tmp_path / "s")
+    with pytest.raises(InvalidData, match="offline_every"), store.producer(offline_every=every):  # type: ignore[arg-type]
+        pass
+    assert store.parts.caches.producer is None
+    store.push("clicks", events([1], [0], [1]))
+    assert len(offline_rows(store)) == 1  # no session: offline at once
     assert store.check_skew("clicks").mismatches == 0
 
 
