@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from fsnb.backends.redis_online import RedisOnlineStore
     from fsnb.backends.sqlite_log import FeatureLog
     from fsnb.backends.sqlite_online import OnlineStore
+    from fsnb.sync.log_state import ProducerSession
 
 REGISTRY_FILE = "registry.sqlite"
 OFFLINE_FILE = "offline.duckdb"
@@ -44,8 +45,7 @@ class Caches:
     checked: dict[tuple[str, Any], Any] = field(default_factory=dict)  # schema-only batch checks (streaming)
     registry_checked: float = float("-inf")  # when the registry change counter was last read
     registry_seen: int = 0
-    producer: Any = None  # the open producer session (fsnb.sync), if any
-    stats_at: dict[str, float] = field(default_factory=dict)  # view -> last full statistics count
+    producer: ProducerSession | None = None  # the open FeatureStore.producer() block, if any
     _scratch: threading.local = field(default_factory=threading.local)
 
     def forget_readers(self) -> None:
