@@ -406,6 +406,28 @@ class OfflineStore:
             return con.sql(sql, params=params).to_arrow_table()
 
     @staticmethod
+    def entry_runs(con: duckdb.DuckDBPyConnection, name: str, log_id: str, since: int) -> list[tuple[int, int]]:
+        """The (first, last) log positions of the entry runs the view's table holds that end
+        at or after since (written with ``entry='<log id>:<first>-<last>'``)."""
+        if not OfflineStore.table_exists(con, name) or ENTRY not in OfflineStore.table_columns(con, name):
+            return []
+        rows = con.execute(
+            f"SELECT DISTINCT CAST(split_part(r, '-', 1) AS BIGINT), CAST(split_part(r, '-', 2) AS BIGINT) "
+            f"FROM (SELECT substr({q(ENTRY)}, ?) AS r FROM {offline_table(name)} WHERE starts_with({q(ENTRY)}, ?)) "
+            f"WHERE CAST(split_part(r, '-', 2) AS BIGINT) >= ?",
+            [len(log_id) + 2, f"{log_id}:", since],
+        ).fetchall()
+        return [(int(a), int(b)) for a, b in rows]
+
+    @staticmethod
+    def latest_event_time(con: duckdb.DuckDBPyConnection, view: FeatureView) -> datetime | None:
+        """The greatest event time the view's table holds (None: no table or no rows)."""
+        if not OfflineStore.table_exists(con, view.name):
+            return None
+        (value,) = con.execute(f"SELECT max({q(view.timestamp_field)}) FROM {offline_table(view.name)}").fetchall()[0]
+        return value  # type: ignore[no-any-return]
+
+    @staticmethod
     def latest_per_entity(
         con: duckdb.DuckDBPyConnection,
         view: FeatureView,

@@ -17,7 +17,7 @@ import polars as pl
 from fsnb.backends.sqlite_online import encode_key_sql, encode_sql, epoch_us_sql
 from fsnb.definitions import FeatureView
 from fsnb.errors import InvalidDefinition
-from fsnb.sqlnames import offline_table, q
+from fsnb.sqlnames import q
 from fsnb.sync.log_state import OFFLINE, ONLINE, set_aside
 
 if TYPE_CHECKING:
@@ -64,9 +64,7 @@ def freshness(parts: StoreParts) -> pl.DataFrame:
     offline_latest: dict[str, datetime | None] = {}
     with parts.offline.connect() as con:
         for view in views:
-            if parts.offline.table_exists(con, view.name):
-                (value,) = con.execute(f"SELECT max({q(view.timestamp_field)}) FROM {offline_table(view.name)}").fetchall()[0]
-                offline_latest[view.name] = value
+            offline_latest[view.name] = parts.offline.latest_event_time(con, view)
     records = []
     for view in views:
         online_latest = _from_us(parts.online.latest_event_us(view.name)) if view.online else None

@@ -12,16 +12,13 @@ import itertools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import duckdb
 import pyarrow as pa
 
-from fsnb.sqlnames import ENTRY, offline_table, q
 from fsnb.sync.log_state import INTENT, OFFLINE, crash_point
 from fsnb.sync.views import EntryViews, conform, typed
 from fsnb.validation import CheckedBatch
 
 if TYPE_CHECKING:
-    from fsnb.backends.duckdb_offline import OfflineStore
     from fsnb.backends.sqlite_log import LogEntry
     from fsnb.parts import StoreParts
 
@@ -68,7 +65,7 @@ def apply_offline(parts: StoreParts, entries: Sequence[LogEntry]) -> None:
                 continue
             if check:
                 if entry.view not in held:
-                    held[entry.view] = _offline_runs(parts.offline, con, entry.view, log.log_id, min(offsets))
+                    held[entry.view] = parts.offline.entry_runs(con, entry.view, log.log_id, min(offsets))
                 if any(a <= entry.offset <= b for a, b in held[entry.view]):
                     continue  # already written (before a crash, or by an earlier delivery)
             table = entry.table()
@@ -86,19 +83,3 @@ def apply_offline(parts: StoreParts, entries: Sequence[LogEntry]) -> None:
             session.stale.update(touched)
     crash_point("after_offline_apply")
 
-
-def _offline_runs(
-    offline: OfflineStore, con: duckdb.DuckDBPyConnection, name: str, log_id: str, since: int
-) -> list[tuple[int, int]]:
-    """The (first, last) log positions of the runs the view's offline table holds, ending at or after since."""
-    if not offline.table_exists(con, name):
-        return []
-    if ENTRY not in offline.table_columns(con, name):
-        return []
-    rows = con.execute(
-        f"SELECT DISTINCT CAST(split_part(r, '-', 1) AS BIGINT), CAST(split_part(r, '-', 2) AS BIGINT) "
-        f"FROM (SELECT substr({q(ENTRY)}, ?) AS r FROM {offline_table(name)} WHERE starts_with({q(ENTRY)}, ?)) "
-        f"WHERE CAST(split_part(r, '-', 2) AS BIGINT) >= ?",
-        [len(log_id) + 2, f"{log_id}:", since],
-    ).fetchall()
-    return [(int(a), int(b)) for a, b in rows]
