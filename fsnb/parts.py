@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import duckdb
 
     from fsnb.backends.contracts import FeatureLog, OnlineBackend, OnlineReader
+    from fsnb.sync.log_state import ProducerSession
 
 REGISTRY_FILE = "registry.sqlite"
 OFFLINE_FILE = "offline.duckdb"
@@ -42,8 +43,7 @@ class Caches:
     checked: dict[tuple[str, Any], Any] = field(default_factory=dict)  # schema-only batch checks (streaming)
     registry_checked: float = float("-inf")  # when the registry change counter was last read
     registry_seen: int = 0
-    producer: Any = None  # the open producer session (fsnb.sync), if any
-    stats_at: dict[str, float] = field(default_factory=dict)  # view -> last full statistics count
+    producer: ProducerSession | None = None  # the open FeatureStore.producer() block, if any
     _scratch: threading.local = field(default_factory=threading.local)
 
     def forget_readers(self) -> None:

@@ -40,7 +40,10 @@ from fsnb.timeutil import NS_RANGE, now_us, outside_ns_range
 from fsnb.validation import arrow_duck_types, check_batch, check_view
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     from fsnb.backends.contracts import OnlineBackend, OnlineReader
+    from fsnb.sync.monitor import SkewReport
 
 DEFAULT_PATH = DEFAULT_STORE
 
@@ -114,9 +117,9 @@ class FeatureStore:
                 raise FsnbError(msg)
         self.parts = open_parts(Path(path).expanduser().resolve(), online=online, log=log, lock_timeout=lock_timeout)
         if self.parts.has_log:
-            from fsnb.sync.streaming import announce_uncommitted
+            from fsnb.sync.log_state import announce_uncommitted
 
-            announce_uncommitted(self)  # a pushing process died before its consumers committed
+            announce_uncommitted(self.parts)  # a pushing process died before its consumers committed
 
     # The parts, by name (docs/architecture.md): what the facade delegates to.
     @property
@@ -304,12 +307,12 @@ class FeatureStore:
 
         Log entries still unapplied for it are dropped by the consumers: they belong to
         this view's identity, and a view created later under the name has another."""
-        from fsnb.sync.streaming import forget_view
+        from fsnb.sync.log_state import forget_view
 
         _view_name(name)
         if not self.registry.has(name):  # a view with unreadable rows can still be deleted
             self.registry.latest(name)  # raises with a suggestion
-        forget_view(self, name)
+        forget_view(self.registry, name)
         self.offline.drop(name)
         self.online.drop(name)
         self.registry.delete_view(name)
@@ -340,15 +343,6 @@ class FeatureStore:
             if not self.offline.table_exists(con, name):
                 return 0
             return int(con.execute(f"SELECT count(*) FROM {offline_table(name)}").fetchall()[0][0])
-
-    def _refresh_stats(self, view: FeatureView) -> dict[str, Any]:
-        """Mirror the statistics the offline store committed (counted once for older stores)."""
-        with self.offline.connect() as con:
-            stats = self.offline.committed_stats(con, view.name)
-        if stats is None:
-            stats = self.offline.stats(view)
-        self.registry.set_stats(view.name, stats)
-        return stats
 
     # -- feature references -------------------------------------------------------
     def resolve(self, features: str | Iterable[str], *, full_feature_names: bool = False) -> FeatureSelection:
@@ -594,7 +588,7 @@ class FeatureStore:
         from fsnb.sync.materialize import materialize
 
         _materialize_args(views, progress)
-        result = materialize(self, start=start, end=end, views=views, incremental=False, progress=progress)
+        result = materialize(self.parts, start=start, end=end, views=views, incremental=False, progress=progress)
         self._readers.clear()
         return result
 
@@ -603,43 +597,64 @@ class FeatureStore:
         from fsnb.sync.materialize import materialize
 
         _materialize_args(views, progress)
-        result = materialize(self, start=None, end=end, views=views, incremental=True, progress=progress)
+        result = materialize(self.parts, start=None, end=end, views=views, incremental=True, progress=progress)
         self._readers.clear()
         return result
 
-    # -- streaming (fsnb.sync.streaming) -------------------------------------------------------
+    # -- streaming (fsnb.sync) ---------------------------------------------------------------
     def push(self, name: str, data: Any, *, namespace: Mapping[str, Any] | None = None) -> int:
         """Append a batch to the feature log and apply it to both stores; return its log offset.
 
         The batch is validated whole (against the newest view version it fits) and
         nothing is appended if it is bad; once this returns the entry is on disk.
         """
-        from fsnb.sync.streaming import push
+        from fsnb.sync.push import push
 
         _view_name(name)
         _check_namespace(namespace)
-        return push(self, name, data, namespace=namespace)
+        return push(self.parts, name, data, namespace=namespace)
+
+    def producer(self, *, offline_every: int = 64) -> AbstractContextManager[None]:
+        """A block of fast pushes: the offline store stays open and is applied to in groups
+        of ``offline_every`` entries (every push is still durable and online at once); the
+        offline store has everything when the block ends."""
+        from fsnb.sync.push import producer
+
+        return producer(self.parts, offline_every=offline_every)
 
     def sync(self) -> dict[str, int]:
         """Apply log entries a consumer had not committed (what a restarted process runs)."""
-        from fsnb.sync.streaming import sync
+        from fsnb.sync.consumers import sync
 
-        result = sync(self)
-        self._readers.clear()
-        return result
+        return sync(self.parts)
+
+    def set_retention(self, *, keep_entries: int = 0, keep_seconds: float = 0.0) -> None:
+        """How much of the consumed log to keep (the offline store is the history): entries
+        both consumers committed are dropped unless among the last ``keep_entries`` or
+        younger than ``keep_seconds``; unconsumed entries are never dropped."""
+        from fsnb.sync.retention import set_retention
+
+        set_retention(self.parts.log, keep_entries=keep_entries, keep_seconds=keep_seconds)
+
+    def set_aside(self) -> list[dict[str, Any]]:
+        """The log entries a consumer could not apply and passed over: consumer, offset,
+        view, rows, error (each also announced by an EntrySetAside warning)."""
+        from fsnb.sync.log_state import set_aside
+
+        return set_aside(self.parts.log)
 
     def freshness(self) -> pl.DataFrame:
         """Per view: newest event time offline and online, log end, consumer offsets and lag."""
-        from fsnb.sync.streaming import freshness
+        from fsnb.sync.monitor import freshness
 
-        return freshness(self)
+        return freshness(self.parts)
 
-    def check_skew(self, name: str) -> Any:
+    def check_skew(self, name: str) -> SkewReport:
         """Compare each online vector with the offline point-in-time value now (a SkewReport)."""
-        from fsnb.sync.streaming import check_skew
+        from fsnb.sync.monitor import check_skew
 
         _view_name(name)
-        return check_skew(self, name)
+        return check_skew(self.parts, name)
 
 
 # -- argument checks at the public methods' entrance -------------------------------------

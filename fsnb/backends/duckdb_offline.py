@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from fsnb.backends.contracts import Journal
+from fsnb.backends.duckdb_pit import latest_per_entity_filter, latest_per_entity_sql
 from fsnb.definitions import FeatureView
 from fsnb.errors import StoreBusy, StoreError, one_line
 from fsnb.sqlnames import ENTRY, INGESTED_AT, SEQ, offline_table, q, qlist
@@ -393,6 +394,50 @@ class OfflineStore:
                 sql += " WHERE " + " AND ".join(where)
             sql += f" ORDER BY {q(view.timestamp_field)}, {q(SEQ)}"
             return con.sql(sql, params=params).to_arrow_table()
+
+    @staticmethod
+    def entry_runs(con: duckdb.DuckDBPyConnection, name: str, log_id: str, since: int) -> list[tuple[int, int]]:
+        """The (first, last) log positions of the entry runs the view's table holds that end
+        at or after since (written with ``entry='<log id>:<first>-<last>'``)."""
+        if not OfflineStore.table_exists(con, name) or ENTRY not in OfflineStore.table_columns(con, name):
+            return []
+        rows = con.execute(
+            f"SELECT DISTINCT CAST(split_part(r, '-', 1) AS BIGINT), CAST(split_part(r, '-', 2) AS BIGINT) "
+            f"FROM (SELECT substr({q(ENTRY)}, ?) AS r FROM {offline_table(name)} WHERE starts_with({q(ENTRY)}, ?)) "
+            f"WHERE CAST(split_part(r, '-', 2) AS BIGINT) >= ?",
+            [len(log_id) + 2, f"{log_id}:", since],
+        ).fetchall()
+        return [(int(a), int(b)) for a, b in rows]
+
+    @staticmethod
+    def latest_event_time(con: duckdb.DuckDBPyConnection, view: FeatureView) -> datetime | None:
+        """The greatest event time the view's table holds (None: no table or no rows)."""
+        if not OfflineStore.table_exists(con, view.name):
+            return None
+        (value,) = con.execute(f"SELECT max({q(view.timestamp_field)}) FROM {offline_table(view.name)}").fetchall()[0]
+        return value  # type: ignore[no-any-return]
+
+    @staticmethod
+    def latest_per_entity(
+        con: duckdb.DuckDBPyConnection,
+        view: FeatureView,
+        columns: list[str],
+        *,
+        start: Any = None,
+        end: Any = None,
+        since_seq: int | None = None,
+        after: Any = None,
+        select: list[str] | None = None,
+    ) -> duckdb.DuckDBPyConnection:
+        """Each key's row with the greatest event time in [start, end] (ties: newest
+        created, last ingested), as a cursor to fetch from; since_seq/after: only rows
+        ingested since that sequence or with event time after ``after``. select: the
+        output expressions over those rows (default: keys, event time and columns)."""
+        where, params = latest_per_entity_filter(view, start=start, end=end, since_seq=since_seq, after=after)
+        inner = latest_per_entity_sql(view, columns, where=where)
+        if select is None:
+            return con.execute(inner, params)
+        return con.execute(f"SELECT {', '.join(select)} FROM ({inner})", params)
 
     def stats(self, view: FeatureView) -> dict[str, Any]:
         """A full recount of the view's statistics (what the incremental ones must equal)."""

@@ -10,6 +10,7 @@ filter on the one row it found (the latest row <= t is the only candidate).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from fsnb.definitions import FeatureView
 from fsnb.sqlnames import INGESTED_AT, SEQ, offline_table, q, qlist
@@ -145,3 +146,30 @@ def latest_per_entity_sql(
         f"SELECT {cols}{', ' + extra if extra else ''} FROM {offline_table(view.name)}{where_sql} "
         f"QUALIFY row_number() OVER (PARTITION BY {part} ORDER BY {order}) = 1"
     )
+
+
+def latest_per_entity_filter(
+    view: FeatureView,
+    *,
+    start: Any = None,
+    end: Any = None,
+    since_seq: int | None = None,
+    after: Any = None,
+) -> tuple[str, list[Any]]:
+    """The WHERE of a latest-per-entity query and its parameters: event time in
+    [start, end]; with since_seq, only rows ingested at or after that sequence or whose
+    event time is after ``after`` (what an incremental materialization has not seen)."""
+    ts = q(view.timestamp_field)
+    conditions: list[str] = []
+    params: list[Any] = []
+    if end is not None:
+        conditions.append(f"{ts} <= ?")
+        params.append(end)
+    if start is not None:
+        conditions.append(f"{ts} >= ?")
+        params.append(start)
+    if since_seq is not None:
+        conditions.append(f"({q(SEQ)} >= ? OR {ts} > ?)" if after is not None else f"{q(SEQ)} >= ?")
+        params.extend([since_seq, after] if after is not None else [since_seq])
+    return " AND ".join(conditions), params
+
