@@ -7,11 +7,10 @@ nanosecond times stored exactly; the view's statistics exact after every write.
 
 Most batches meet no stored row in their event-time range (the first data of a view,
 an append of newer rows) and hold no two rows of one key at one time. Such a batch
-goes straight from Arrow into the table: one pass, cast on the way. Whether it was
-such a batch is checked after the insert, on the new rows only (a tie among them is
-the only way an exact duplicate can hide in them); if it was not, the rows inserted
-are deleted again, in the same transaction, and the batch takes the general path:
-deduplicated in a temporary table, then inserted without the stored rows' duplicates.
+goes straight from Arrow into the table: one pass, cast on the way. The second is
+checked on the batch before (its rows' hashes of key and time, sorted: an exact
+duplicate is a tie too). Any other batch takes the general path: deduplicated in a
+temporary table, inserted without the stored rows' duplicates, then checked for ties.
 """
 
 from __future__ import annotations
@@ -105,18 +104,13 @@ def write_batch(
             # replace=True must see every stored row (those the batch lacks are deleted).
             where, params = ("true", []) if replace else (in_range, bounds)
             (crowded,) = con.execute(f"SELECT EXISTS (SELECT 1 FROM {table} e WHERE {where})", params).fetchall()[0]
-            written, removed, ties = 0, 0, False
-            direct = not crowded
-            if direct:
-                written = _insert_direct(con, view, base, now, entry)
-                ties = _new_ties(con, view, base, bounds)
-                if ties:  # maybe an exact duplicate among them: the general path decides
-                    con.execute(f"DELETE FROM {table} WHERE {q(SEQ)} >= ?", [base])
-                    direct = False
-            if not direct:
+            if not crowded and not _may_tie(con, view):
+                # Nothing stored to meet, and no two of its rows share a key and a time
+                # (so no exact duplicates either): no new tie, nothing to drop.
+                written, removed, ties = _insert_direct(con, view, base, now, entry), 0, had_ties
+            else:
                 written, removed = _insert_deduplicated(con, view, base, now, entry, bounds, replace=replace)
                 ties = had_ties or (bool(written) and _new_ties(con, view, base, bounds))
-            ties = ties or had_ties
             stats = _next_stats(con, view, base, int(written), now, recount=replace)
             # With replace the table now holds exactly the batch: what it did not insert was there.
             kept = int(stats.get("rows") or 0) - int(written) if replace else 0
@@ -147,6 +141,16 @@ def _user_columns(view: FeatureView) -> list[str]:
 
 def _casts(view: FeatureView, prefix: str = "") -> str:
     return ", ".join(f"CAST({prefix}{q(c)} AS {_target_type(view, c)}) AS {q(c)}" for c in _user_columns(view))
+
+
+def _may_tie(con: duckdb.DuckDBPyConnection, view: FeatureView) -> bool:
+    """Whether two rows of the batch may share their key and event time: equal rows hash
+    alike, so distinct hashes of (key, time) as stored prove there is no such pair
+    (equal hashes send the batch to the exact checks)."""
+    cols = ", ".join(f"CAST({q(c)} AS {_target_type(view, c)})" for c in [*view.entity_columns, view.timestamp_field])
+    hashes = con.execute(f"SELECT hash({cols}) AS h FROM {_BATCH}").fetchnumpy()["h"]
+    hashes = np.sort(np.asarray(hashes))
+    return bool((hashes[1:] == hashes[:-1]).any())
 
 
 def _insert_direct(con: duckdb.DuckDBPyConnection, view: FeatureView, base: int, now: datetime, entry: str | None) -> int:
