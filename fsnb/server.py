@@ -29,7 +29,8 @@ from tornado import web
 
 from fsnb.definitions import format_ttl
 from fsnb.errors import FsnbError, StoreError, one_line
-from fsnb.registry import Registry, ViewSummary, connect_sqlite, readonly_mode
+from fsnb.registry import Registry, ViewSummary
+from fsnb.sqlite_util import connect_sqlite, readonly_mode
 
 REGISTRY_FILE = "registry.sqlite"
 ONLINE_FILE = "online.sqlite"

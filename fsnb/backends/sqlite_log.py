@@ -28,7 +28,7 @@ from typing import Protocol
 import pyarrow as pa
 
 from fsnb.errors import StoreError, one_line
-from fsnb.registry import ThreadConnections
+from fsnb.sqlite_util import ThreadConnections
 from fsnb.timeutil import now_us
 
 LOG_FILE = "log.sqlite"
@@ -163,7 +163,7 @@ class SqliteLog:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.path = directory / LOG_FILE
-        from fsnb.registry import refuse_empty_file
+        from fsnb.sqlite_util import refuse_empty_file
 
         refuse_empty_file(self.path, _LOG_HINT)
 
@@ -330,7 +330,7 @@ def uncommitted(directory: Path) -> dict[str, int] | None:
     path = directory / LOG_FILE
     if not path.exists():
         return None
-    from fsnb.registry import damaged, is_damage, refuse_empty_file
+    from fsnb.sqlite_util import damaged, is_damage, refuse_empty_file
 
     refuse_empty_file(path, _LOG_HINT)
     try:

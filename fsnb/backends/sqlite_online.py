@@ -20,7 +20,13 @@ from typing import Any
 from fsnb import types
 from fsnb.definitions import FeatureView
 from fsnb.errors import one_line
-from fsnb.registry import ThreadConnections, connect_sqlite, damaged, is_damage, refuse_empty_file
+from fsnb.sqlite_util import (
+    ThreadConnections,
+    connect_sqlite,
+    damaged,
+    is_damage,
+    refuse_empty_file,
+)
 from fsnb.sqlnames import online_table, q, qlist
 from fsnb.timeutil import is_ns
 
