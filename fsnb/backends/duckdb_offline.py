@@ -18,16 +18,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 
+from fsnb.backends.duckdb_pit import LABELS, point_in_time_sql
 from fsnb.definitions import FeatureView
 from fsnb.errors import StoreBusy, StoreError, one_line
 from fsnb.sqlnames import ENTRY, INGESTED_AT, SEQ, offline_table, q, qlist
-from fsnb.validation import CheckedBatch
+from fsnb.validation import CheckedBatch, arrow_duck_types
+
+if TYPE_CHECKING:
+    from fsnb.selection import ViewSelection
 
 _META = "_fsnb_offline_meta"
 # Columns the meta table gained after its first release (added to older stores on open):
@@ -83,6 +87,7 @@ class OfflineStore:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._known_columns: dict[str, set[str]] = {}
         self._thread_lock = threading.RLock()
+        self._typing = threading.local()  # per thread: an in-memory DuckDB that types label tables
 
     # -- connections ------------------------------------------------------------
     @contextmanager
@@ -422,6 +427,39 @@ class OfflineStore:
             "max_ts": hi.isoformat() if hi else None,
             "last_ingested": last.isoformat() if last else None,
         }
+
+
+    # -- point-in-time retrieval (the SQL: fsnb/backends/duckdb_pit.py) ---------------
+    def label_types(self, labels: pa.Table) -> dict[str, str]:
+        """Each label column's DuckDB type; typed in memory, no store file opened."""
+        con = getattr(self._typing, "con", None)
+        if con is None:
+            con = self._typing.con = duckdb.connect()
+        return arrow_duck_types(con, labels)
+
+    def point_in_time(
+        self,
+        labels: pa.Table,
+        selections: list[ViewSelection],
+        key_types: dict[str, str],
+        *,
+        as_of_ingestion: bool = False,
+        with_event_times: bool = False,
+    ) -> pa.Table:
+        """Per label row (columns __fsnb_row, __fsnb_t, keys), the selected features, in
+        row order (docs/architecture.md, "Point-in-time rules"). Sets each selection's
+        has_table / has_ties from the store."""
+        with self.connect() as con:
+            for sel in selections:
+                sel.has_table = self.table_exists(con, sel.view.name)
+                if sel.has_table:
+                    _, sel.has_ties = self.meta(con, sel.view.name)
+            sql = point_in_time_sql(selections, key_types, as_of_ingestion=as_of_ingestion, with_event_times=with_event_times)
+            con.register(LABELS, labels)
+            try:
+                return con.sql(sql).to_arrow_table()
+            finally:
+                con.unregister(LABELS)
 
 
 def _keys_table(view_name: str) -> str:

@@ -9,27 +9,15 @@ filter on the one row it found (the latest row <= t is the only candidate).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 from fsnb.definitions import FeatureView
+from fsnb.selection import ViewSelection
 from fsnb.sqlnames import INGESTED_AT, SEQ, offline_table, q, qlist
 
 LABELS = "__fsnb_labels"
 ROW = "__fsnb_row"
 T = "__fsnb_t"
-
-
-@dataclass
-class ViewSelection:
-    """The features asked of one view, and the output column name of each."""
-
-    view: FeatureView
-    features: list[str]
-    output_names: list[str]
-    has_table: bool = True
-    has_ties: bool = False
-    extra: dict[str, str] = field(default_factory=dict)  # output name -> SQL over alias
 
 
 def ttl_micros(ttl: timedelta | None) -> int | None:
