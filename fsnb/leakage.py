@@ -10,9 +10,7 @@ created after it. Everything is computed in DuckDB; Python only names columns.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import replace
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,24 +18,28 @@ import polars as pl
 
 from fsnb.backends.duckdb_pit import ROW, T
 from fsnb.errors import SchemaMismatch, closest
-from fsnb.leakage_sql import (
-    CREATED,
+from fsnb.leakage_columns import (
     HORIZON,
-    INPUT,
-    LABEL,
     LATE,
     LEAKED,
     NAIVE,
-    NAIVE_TABLE,
     NAIVE_TIME,
     PIT_TIME,
-    RESULT,
     ExplainedFeature,
+    format_duration,
+)
+from fsnb.leakage_sql import (
+    CREATED,
+    INPUT,
+    LABEL,
+    NAIVE_TABLE,
+    RESULT,
     comparison_sql,
     key_types,
     row_columns,
     summary_sql,
 )
+from fsnb.notebook.warmup import warm_up_renderer
 from fsnb.retrieval import point_in_time, to_polars
 from fsnb.selection import FeatureSelection
 from fsnb.sqlnames import offline_table, q
@@ -210,39 +212,6 @@ class LeakageReport:
         from fsnb.notebook.explorer import LeakageExplorer
 
         return LeakageExplorer(self, **options)
-
-
-_warmup: threading.Thread | None = None
-
-
-def warm_up_renderer() -> threading.Thread:
-    """Start vl-convert's JavaScript runtime in the background (its first render costs a
-    second or more); the explorer's static snapshot joins this thread before rendering."""
-    global _warmup
-    if _warmup is None:
-        _warmup = threading.Thread(target=_render_once, name="fsnb-vl-convert-warmup", daemon=True)
-        _warmup.start()
-    return _warmup
-
-
-def _render_once() -> None:
-    try:
-        import vl_convert as vlc
-
-        vlc.vegalite_to_svg({"data": {"values": [{"a": 1}]}, "mark": "point"})
-    except Exception:
-        pass  # only a warm-up: the real render reports its own errors
-
-
-def format_duration(value: timedelta | None) -> str:
-    if value is None:
-        return "–"
-    seconds = value.total_seconds()
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if abs(seconds) >= size:
-            amount = seconds / size
-            return f"{amount:.0f}{unit}" if amount == int(amount) or abs(amount) >= 10 else f"{amount:.1f}{unit}"
-    return f"{seconds:g}s"
 
 
 def joined_selection(selection: FeatureSelection) -> FeatureSelection:

@@ -4,10 +4,16 @@ Identifiers are quoted (fsnb.sqlnames.q), text literals escaped."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from fsnb.backends.duckdb_pit import ROW, T, latest_per_entity_sql
-from fsnb.definitions import FeatureView
+from fsnb.leakage_columns import (
+    HORIZON,
+    LATE,
+    LEAKED,
+    NAIVE,
+    NAIVE_TIME,
+    PIT_TIME,
+    ExplainedFeature,
+)
 from fsnb.selection import ViewSelection
 from fsnb.sqlnames import q
 
@@ -17,27 +23,6 @@ NAIVE_TABLE = "__fsnb_leak_naive"
 LABEL = "__fsnb_label"
 CREATED = "__fsnb_created_{}"
 EVENT_TS = "__fsnb_ts_{}"
-
-# Suffixes of the per-feature columns of LeakageReport.rows.
-NAIVE, LEAKED, PIT_TIME, NAIVE_TIME, HORIZON, LATE = (
-    "__naive",
-    "__leaked",
-    "__pit_time",
-    "__naive_time",
-    "__horizon",
-    "__late",
-)
-
-
-@dataclass(frozen=True)
-class ExplainedFeature:
-    """One explained feature: its output column and where it comes from."""
-
-    name: str  # column name in LeakageReport.rows
-    view: FeatureView
-    feature: str  # the feature's name inside the view
-    numeric: bool
-
 
 def key_types(selections: list[ViewSelection]) -> dict[str, str]:
     types: dict[str, str] = {}

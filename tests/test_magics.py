@@ -245,8 +245,9 @@ def test_training_set_summary_counts_nulls_and_leaks(ip: InteractiveShell) -> No
     user_stats(ip)
     store = magics_of(ip).store
     labels = ip.user_ns["labels"]
-    frame = store.get_historical_features(labels, ["user_stats:login_count"])
-    summary = TrainingSetSummary.of(store, frame, labels, ["user_stats:login_count"], "event_timestamp")
+    ts = store.build_training_set(labels, ["user_stats:login_count"])
+    frame = ts.frame
+    summary = TrainingSetSummary.of(frame, ts.output_names, "event_timestamp", report=ts.report)
     (q,) = summary.features
     assert q.name == "login_count" and q.null_rate == 0.25
     if summary.has_leakage:  # the two rows of user 42 see 03-07's value under a naive join
@@ -461,6 +462,39 @@ def test_training_set_explore_and_leakage_open_the_explorer(ip: InteractiveShell
     assert hasattr(widget, "_repr_mimebundle_") or hasattr(widget, "_ipython_display_")
     frame = ip.run_line_magic("training_set", "labels user_stats:login_count --explore")
     assert frame["login_count"].to_list() == [2, 1, None, 2]
+
+
+def test_training_set_joins_once_and_explores_without_a_second_join(ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fsnb.backends.duckdb_offline import OfflineStore
+
+    user_stats(ip)
+    joins: list[bool] = []
+    original = OfflineStore.point_in_time
+
+    def counted(self: OfflineStore, *args: Any, **kwargs: Any) -> Any:
+        joins.append(bool(kwargs.get("with_event_times")))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(OfflineStore, "point_in_time", counted)
+    frame = ip.run_line_magic("training_set", "labels user_stats:login_count")
+    assert joins == [True]  # one join, with event times: the frame and the leakage summary
+    assert frame["login_count"].to_list() == [2, 1, None, 2]
+    joins.clear()
+    frame = ip.run_line_magic("training_set", "labels user_stats:login_count --explore")
+    assert joins == [True]  # the explorer opens the same report
+    assert frame["login_count"].to_list() == [2, 1, None, 2]
+
+
+def test_build_training_set_frame_is_get_historical_features(ip: InteractiveShell) -> None:
+    user_stats(ip)
+    store = magics_of(ip).store
+    labels = ip.user_ns["labels"]
+    for options in ({}, {"full_feature_names": True}, {"as_of_ingestion": True}):
+        ts = store.build_training_set(labels, ["user_stats:login_count"], **options)
+        assert ts.frame.equals(store.get_historical_features(labels, ["user_stats:login_count"], **options))
+        assert ts.report is not None and ts.report.rows.height == labels.height
+    empty = store.build_training_set(labels.clear(), ["user_stats:login_count"])
+    assert empty.report is None and empty.frame.height == 0
 
 
 def test_every_magic_and_flag_is_documented(ip: InteractiveShell) -> None:

@@ -427,19 +427,18 @@ class TrainingSetSummary:
     @classmethod
     def of(
         cls,
-        store: FeatureStore,
         frame: pl.DataFrame,
-        labels: Any,
-        features: Sequence[str],
+        output_names: Sequence[str],
         timestamp_field: str,
         *,
-        full_names: bool = False,
+        report: Any = None,
         name: str | None = None,
         fingerprint: str | None = None,
     ) -> TrainingSetSummary:
+        # a-core: the signature a-display's render module takes (ARCH.md); body kept as it was.
         import polars as pl
 
-        outputs = store.resolve(features, full_feature_names=full_names).output_names
+        outputs = list(output_names)
         height = frame.height
         nulls = frame.select([pl.col(c).null_count() for c in outputs]).row(0) if outputs and height else [0] * len(outputs)
         quality = [FeatureQuality(c, (n / height) if height else 0.0) for c, n in zip(outputs, nulls, strict=True)]
@@ -448,25 +447,11 @@ class TrainingSetSummary:
             ts = frame.get_column(timestamp_field)
             label_range = (ts.min(), ts.max())
         summary = cls(height, frame.width, quality, name, fingerprint, label_range=label_range)
-        summary._add_leakage(store, labels, features, timestamp_field)
+        if report is not None and height:
+            summary._add_leakage(report.summary.to_dicts())
         return summary
 
-    def _add_leakage(self, store: FeatureStore, labels: Any, features: Sequence[str], timestamp_field: str) -> None:
-        from fsnb.errors import FsnbError
-
-        explain = getattr(store, "explain_leakage", None)
-        if explain is None or not self.rows:
-            return
-        try:
-            report = explain(labels, list(features), timestamp_field=timestamp_field)
-            table = report.summary
-            records = table.to_dicts() if hasattr(table, "to_dicts") else list(table)
-        except FsnbError as exc:
-            self.leakage_note = f"leakage analysis unavailable: {exc}"
-            return
-        except Exception as exc:  # the training set stands on its own; say why the extra is missing
-            self.leakage_note = f"leakage analysis failed: {type(exc).__name__}: {exc}"
-            return
+    def _add_leakage(self, records: list[dict[str, Any]]) -> None:
         by_name = {str(r.get("feature")): r for r in records}
         for q in self.features:
             r = by_name.get(q.name) or by_name.get(q.name.split("__", 1)[-1])

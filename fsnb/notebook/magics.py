@@ -264,18 +264,19 @@ class FsnbMagics(Magics):
         _check_output(args.output)
         labels = self._labels(args.labels, local_ns)
         options = grammar.keywords("training_set", args)  # timestamp_field=, full_feature_names=, ...
-        frame = self.store.get_historical_features(labels, args.features, **options)
+        ts = self.store.build_training_set(labels, args.features, **options)  # one join, one analysis
+        frame = ts.frame
         fingerprint = None
         if args.output:
             self._store_output(args.output, frame)
             fingerprint = self.store.record_training_set(args.output, frame, args.features, labels=args.labels, **options)
         summary = display.TrainingSetSummary.of(
-            self.store, frame, labels, args.features, args.timestamp,
-            full_names=args.full_names, name=args.output, fingerprint=fingerprint,
+            frame, ts.output_names, args.timestamp, report=ts.report, name=args.output, fingerprint=fingerprint
         )
         display.show(summary)
         if args.explore:
-            display.show(self._explorer(labels, args.features, args.timestamp))
+            explorer = ts.report.explorer() if ts.report is not None else self._explorer(labels, args.features, args.timestamp)
+            display.show(explorer)
         return frame
 
     # -- %online_features -----------------------------------------------------------
