@@ -111,6 +111,20 @@ def point_in_time(
     else:
         arrow = arrow.rename_columns([*keys, T])
     arrow = arrow.append_column(ROW, pa.array(np.arange(labels.height, dtype=np.int64)))
+    with offline.connect():  # one open of the store for the typing and the join, as one read
+        return _checked_join(offline, labels, arrow, selection, timestamp_field, as_of_ingestion, with_event_times)
+
+
+def _checked_join(
+    offline: OfflineStore,
+    labels: pl.DataFrame,
+    arrow: pa.Table,
+    selection: FeatureSelection,
+    timestamp_field: str,
+    as_of_ingestion: bool,
+    with_event_times: bool,
+) -> pl.DataFrame:
+    keys = selection.entity_columns
     label_types = offline.label_types(arrow)
     if not types.is_time(label_types[T]):
         msg = f"label column '{timestamp_field}' is {label_types[T]}, not a date/time"

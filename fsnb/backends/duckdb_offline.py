@@ -87,7 +87,6 @@ class OfflineStore:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._known_columns: dict[str, set[str]] = {}
         self._thread_lock = threading.RLock()
-        self._typing = threading.local()  # per thread: an in-memory DuckDB that types label tables
 
     # -- connections ------------------------------------------------------------
     @contextmanager
@@ -431,11 +430,9 @@ class OfflineStore:
 
     # -- point-in-time retrieval (the SQL: fsnb/backends/duckdb_pit.py) ---------------
     def label_types(self, labels: pa.Table) -> dict[str, str]:
-        """Each label column's DuckDB type; typed in memory, no store file opened."""
-        con = getattr(self._typing, "con", None)
-        if con is None:
-            con = self._typing.con = duckdb.connect()
-        return arrow_duck_types(con, labels)
+        """Each label column's DuckDB type (in parse_type's spelling)."""
+        with self.connect() as con:
+            return arrow_duck_types(con, labels)
 
     def point_in_time(
         self,
