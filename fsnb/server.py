@@ -32,7 +32,8 @@ from fsnb.backends.sqlite_log import LOG_FILE, read_view_lag
 from fsnb.backends.sqlite_online import ONLINE_FILE, read_last_updates
 from fsnb.definitions import format_ttl
 from fsnb.errors import FsnbError, StoreError, one_line
-from fsnb.registry import Registry, ViewSummary, readonly_mode
+from fsnb.registry import Registry, ViewSummary
+from fsnb.sqlite_util import readonly_mode
 
 REGISTRY_FILE = "registry.sqlite"
 API_PATH = "fsnb/api/store"

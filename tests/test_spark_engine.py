@@ -32,9 +32,10 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 import fsnb
-from fsnb.backends.duckdb_pit import ROW, T, ViewSelection
+from fsnb.backends.duckdb_pit import ROW, T
 from fsnb.backends.spark_offline import SparkOfflineStore
 from fsnb.errors import InvalidData
+from fsnb.selection import ViewSelection
 from fsnb.validation import CheckedBatch, check_batch
 
 pytestmark = pytest.mark.slow
