@@ -1,4 +1,4 @@
-"""Window aggregation definitions: plain data, no storage (DESIGN section 12).
+"""Window aggregation definitions: plain data, no storage (docs/architecture.md, "Point-in-time rules": window aggregations).
 
 An ``Aggregation`` names a function over a column of a view's raw events and a window;
 for a label (k, t) its value is the function over k's events with event time in

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any, Literal, cast
 
 from fsnb.errors import InvalidDefinition
+from fsnb.timeutil import format_ttl as format_ttl  # re-exported: it states a FeatureView's TTL
 from fsnb.types import parse_type
 
 _TTL_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(d|h|m|s|w)\s*$")
@@ -55,17 +56,6 @@ def _ttl_delta(amount: float, unit: str, given: object) -> timedelta:
     except OverflowError:
         msg = f"ttl {given!r} is too long (at most {timedelta.max.days} days); use None for no limit"
         raise InvalidDefinition(msg) from None
-
-
-def format_ttl(ttl: timedelta | None) -> str:
-    """The shortest of "30d"/"12h"/"90m"/"45s" that states ttl exactly."""
-    if ttl is None:
-        return "none"
-    seconds = ttl.total_seconds()
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
 
 
 def check_name(kind: str, name: str) -> str:

@@ -2,7 +2,7 @@
 
 A value is given as a Python or numpy scalar, or as a column (list, tuple, numpy
 array, pandas/polars Series, Arrow array). Each is turned into what the online store
-holds for a key of that type (DESIGN section 2): Python ints, strings and bools as
+holds for a key of that type (docs/architecture.md, "Point-in-time rules"): Python ints, strings and bools as
 they are, dates as ISO text, timestamps as integer microseconds (nanoseconds for the
 ``_NS`` types) since the epoch in UTC. A value that cannot have the key's type is a
 SchemaMismatch, never a lookup that silently finds nothing.

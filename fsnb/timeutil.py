@@ -113,3 +113,14 @@ def outside_ns_range(column: Any) -> str | None:
             shown = column.filter(pc.equal(ints, value))[0]
             return str(shown.as_py())
     return None
+
+
+def format_ttl(ttl: timedelta | None) -> str:
+    """The shortest of "30d"/"12h"/"90m"/"45s" that states ttl exactly."""
+    if ttl is None:
+        return "none"
+    seconds = ttl.total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"

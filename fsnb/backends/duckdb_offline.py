@@ -174,7 +174,7 @@ class OfflineStore:
         """Create the view's table, or add columns that a new version introduced."""
         entity_types = view.entity_types or {}
         wanted: dict[str, str] = {c: entity_types[c] for c in view.entity_columns}
-        # Event and created times keep nanoseconds, so they compare exactly (DESIGN section 2).
+        # Event and created times keep nanoseconds, so they compare exactly (docs/architecture.md, "Point-in-time rules").
         wanted[view.timestamp_field] = EVENT_TIME_TYPE
         if view.created_timestamp_field:
             wanted[view.created_timestamp_field] = EVENT_TIME_TYPE

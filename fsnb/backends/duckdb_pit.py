@@ -1,6 +1,6 @@
 """The point-in-time planner: SQL for "the value each label row could have seen".
 
-Rules (DESIGN section 2): for a label (k, t) take the row of key k with the greatest
+Rules (docs/architecture.md, "Point-in-time rules"): for a label (k, t) take the row of key k with the greatest
 event time in [t - ttl, t]; ties go to the newest created time, then to the row
 ingested last; with as_of_ingestion the row must also have been known at t.
 The fast path is DuckDB's ASOF LEFT JOIN on a tie-free relation, then the TTL as a
@@ -25,7 +25,7 @@ T = "__fsnb_t"
 
 def label_cte(selections: list[ViewSelection], key_types: dict[str, str]) -> str:
     keys = ", ".join(f"CAST({q(k)} AS {t}) AS {q(k)}" for k, t in key_types.items())
-    # Nanoseconds: a label time is compared exactly, whatever its unit (DESIGN section 2).
+    # Nanoseconds: a label time is compared exactly, whatever its unit (docs/architecture.md, "Point-in-time rules").
     return f"SELECT {ROW}, CAST({T} AS TIMESTAMPTZ_NS) AS {T}{', ' if keys else ''}{keys} FROM {LABELS}"
 
 

@@ -232,7 +232,7 @@ class RedisOnlineStore:
             **reader_basics(self.columns(view.name), view, features, output_names),
             prefix=self._prefix(view.name),
             fields=["_t", *(f"f:{f}" for f in features)],
-            store=self,
+            backend=self,
         )
 
 
@@ -246,21 +246,21 @@ class RedisViewReader:
     prefix: str
     fields: list[str]
     exists: bool
-    store: RedisOnlineStore
+    backend: RedisOnlineStore  # the store this reader belongs to (its connection and error wrapper)
 
     def read(self, key_columns: list[list[Any]], now: int) -> list[list[Any]]:
         keys = list(zip(*key_columns, strict=True))
         nfeat = len(self.features)
         if not self.exists:
             return [[None] * len(keys) for _ in range(nfeat)]
-        client = self.store.client
+        client = self.backend.client
         if len(keys) == 1:
-            results = [self.store._call(client.hmget, entity_key(self.prefix, keys[0]), self.fields)]
+            results = [self.backend._call(client.hmget, entity_key(self.prefix, keys[0]), self.fields)]
         else:
             pipe = client.pipeline(transaction=False)
             for k in keys:
                 pipe.hmget(entity_key(self.prefix, k), self.fields)
-            results = self.store._call(pipe.execute)
+            results = self.backend._call(pipe.execute)
         oldest = -(2**63) if self.ttl_us is None else now - self.ttl_us
         unpack = msgpack.unpackb
         columns: list[list[Any]] = [[] for _ in range(nfeat)]

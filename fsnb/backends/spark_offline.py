@@ -5,7 +5,7 @@ files are Parquet with ``TIMESTAMP_MICROS`` times). Spark reads a snapshot's fil
 directly; Spark writes new files into ``fsnb-<uuid>/`` under the table and one Delta
 commit makes them visible, so a write is all or nothing.
 
-The point-in-time join (DESIGN section 2) is one sort per view, never a range join:
+The point-in-time join (docs/architecture.md, "Point-in-time rules") is one sort per view, never a range join:
 label rows and feature rows of a view are unioned, partitioned by the entity key and
 sorted by a *visibility time*; a running ``max_by`` over ``ROWS UNBOUNDED PRECEDING``
 carries to each label row the best row visible at its time, ranked by (event time,
@@ -25,8 +25,7 @@ import random
 import shutil
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,151 +34,30 @@ import pyarrow.compute as pc
 
 from fsnb.backends import delta_log
 from fsnb.backends.delta_log import UTC_US, Warehouse
-from fsnb.backends.duckdb_pit import ROW, T
 from fsnb.definitions import FeatureView, check_name
-from fsnb.errors import InvalidData, SchemaMismatch, StoreError
-from fsnb.selection import ViewSelection
+from fsnb.errors import InvalidData, StoreError
 from fsnb.sqlnames import ENTRY, INGESTED_AT, SEQ
-from fsnb.timeutil import duration_us
 from fsnb.validation import CheckedBatch, check_batch
 
 if TYPE_CHECKING:
     import duckdb
     from pyspark.sql import Column, DataFrame, SparkSession
 
-_IDX = "__fsnb_idx"
-_VT = "__fsnb_vt"  # visibility time, microseconds since the epoch
-_KIND = "__fsnb_kind"  # 0 feature row, 1 label row: at equal times features come first
-_RANK = "__fsnb_rank"
-_PAY = "__fsnb_pay"
-_BEST = "__fsnb_best"
-_CHUNK = 50_000
-_MAX_SEQ = 1 << 62
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+from fsnb.backends.spark_pit import SparkJoins
+from fsnb.backends.spark_util import (
+    _IDX,
+    _MAX_SEQ,
+    _arrow_cast,
+    _micros,
+    _session,
+    _to_utc,
+    arrow_times,
+    col,
+    is_spark_frame,
+)
 
 
-# -- sessions ----------------------------------------------------------------------
-def _spark_modules() -> Any:
-    try:
-        import deltalake  # noqa: F401
-        import pyspark.sql
-    except ImportError as exc:
-        msg = f"the Spark engine needs pyspark and deltalake ({exc.name} is missing); pip install 'fsnb[spark]'"
-        raise StoreError(msg) from None
-    return pyspark.sql
-
-
-def local_session(partitions: int = 4, conf: dict[str, str] | None = None) -> SparkSession:
-    """A local SparkSession bound to loopback, in UTC, without UI (what fsnb starts itself)."""
-    sql = _spark_modules()
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    builder = (
-        sql.SparkSession.builder.master("local[2]")
-        .appName("fsnb")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", str(partitions))
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-    )
-    for key, value in (conf or {}).items():
-        builder = builder.config(key, value)
-    try:
-        spark = builder.getOrCreate()
-    except Exception as exc:  # JAVA_GATEWAY_EXITED and friends
-        if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-            msg = "the Spark engine needs Java 17 or newer: install it (Debian: apt-get install --no-install-recommends openjdk-17-jre-headless)"
-            raise StoreError(msg) from None
-        msg = f"cannot start a local SparkSession: {_first_line(exc)}"
-        raise StoreError(msg) from None
-    spark.sparkContext.setLogLevel("ERROR")
-    session: SparkSession = spark
-    return session
-
-
-def _session(spark: SparkSession | None) -> SparkSession:
-    if spark is not None:
-        return spark
-    sql = _spark_modules()
-    active = sql.SparkSession.getActiveSession()
-    return active if active is not None else local_session()
-
-
-def col(name: str) -> Column:
-    """A column by name, quoted: a dot or backtick in a name never means a path."""
-    from pyspark.sql import functions as F
-
-    return F.col("`" + name.replace("`", "``") + "`")
-
-
-def is_spark_frame(value: Any) -> bool:
-    try:
-        from pyspark.sql import DataFrame
-    except ImportError:
-        return False
-    return isinstance(value, DataFrame)
-
-
-# -- Arrow-side normalization ------------------------------------------------------------
-def arrow_times(column: pa.ChunkedArray | pa.Array, what: str) -> pa.ChunkedArray:
-    """A date/time column as timestamp[us, UTC]: naive means UTC, sub-microsecond parts are refused."""
-    data = column if isinstance(column, pa.ChunkedArray) else pa.chunked_array([column])
-    t = data.type
-    if pa.types.is_date(t):
-        return pc.cast(pc.cast(data, pa.timestamp("us")), UTC_US)
-    if not pa.types.is_timestamp(t):
-        msg = f"{what} is {t}, not a date/time; cast it first"
-        raise InvalidData(msg)
-    if t.unit == "ns":
-        ints = pc.cast(data, pa.int64())
-        rest = pc.subtract(ints, pc.multiply(pc.divide(ints, 1000), 1000))
-        bad = pc.not_equal(rest, 0)
-        if pc.any(bad).as_py():
-            first = pc.filter(data, bad)[0]
-            msg = (
-                f"{what} has times with sub-microsecond parts (e.g. {first}); the Spark engine keeps "
-                "microseconds and never rounds: truncate them first (polars: .dt.truncate('1us'))"
-            )
-            raise InvalidData(msg)
-    # A naive time is read as UTC (its value is kept); an aware one keeps its instant.
-    return pc.cast(data, pa.timestamp(t.unit, tz="UTC")).cast(UTC_US)
-
-
-def _arrow_cast(column: pa.ChunkedArray, target: pa.DataType, what: str) -> pa.ChunkedArray:
-    if target == UTC_US:
-        return arrow_times(column, what)
-    if column.type == target:
-        return column
-    try:
-        return pc.cast(column, target)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        if pa.types.is_floating(target) and pa.types.is_integer(column.type):
-            return pc.cast(column, target, safe=False)  # what DuckDB's CAST does too
-        msg = f"{what} is {column.type} and cannot be stored as {target}: {_first_line(exc)}"
-        raise SchemaMismatch(msg) from None
-
-
-def _to_utc(table: pa.Table) -> pa.Table:
-    """Spark's Arrow results carry the session zone: relabel every timestamp as UTC (same instants)."""
-    fields = [
-        pa.field(f.name, pa.timestamp(f.type.unit, tz="UTC")) if pa.types.is_timestamp(f.type) else f
-        for f in table.schema
-    ]
-    return table.cast(pa.schema(fields)) if fields != list(table.schema) else table
-
-
-def _micros(value: datetime) -> int:
-    aware = value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
-    return (aware - EPOCH) // timedelta(microseconds=1)
-
-
-def _from_micros(us: int | None) -> datetime | None:
-    return None if us is None else EPOCH + timedelta(microseconds=int(us))
-
-
-class SparkOfflineStore:
+class SparkOfflineStore(SparkJoins):
     """The offline contract (fsnb/backends/contracts.py) on Spark and Delta Lake."""
 
     def __init__(
@@ -500,246 +378,3 @@ class SparkOfflineStore:
         self._remove(self.warehouse.spark_uri(name))
 
     # -- reads --------------------------------------------------------------------------
-    def read(self, view: FeatureView, start: datetime | None = None, end: datetime | None = None, *, system: bool = False) -> pa.Table:
-        from pyspark.sql import functions as F
-
-        table = self._table(view.name)
-        if table is None:
-            return pa.table({})
-        frame = self._snapshot(table, view.name)
-        existing = set(frame.columns)
-        cols = [c for c in [*view.system_columns, *view.feature_names] if c in existing]
-        if system:
-            cols += [INGESTED_AT, SEQ]
-        ts = F.unix_micros(col(view.timestamp_field))
-        if start is not None:
-            frame = frame.filter(ts >= F.lit(_micros(start)))
-        if end is not None:
-            frame = frame.filter(ts <= F.lit(_micros(end)))
-        result = frame.orderBy(col(view.timestamp_field), col(SEQ)).select(*[col(c) for c in cols])
-        return _to_utc(result.toArrow())
-
-    def stats(self, view: FeatureView) -> dict[str, Any]:
-        from pyspark.sql import functions as F
-
-        table = self._table(view.name)
-        if table is None:
-            return {"rows": 0, "entities": 0, "min_ts": None, "max_ts": None}
-        frame = self._snapshot(table, view.name)
-        ts = F.unix_micros(col(view.timestamp_field))
-        row = frame.agg(
-            F.count(F.lit(1)),
-            F.count_distinct(*[col(k) for k in view.entity_columns]),
-            F.min(ts),
-            F.max(ts),
-            F.max(F.unix_micros(col(INGESTED_AT))),
-        ).collect()[0]
-        lo, hi, last = (_from_micros(v) for v in (row[2], row[3], row[4]))
-        return {
-            "rows": int(row[0]),
-            "entities": int(row[1]),
-            "min_ts": lo.isoformat() if lo else None,
-            "max_ts": hi.isoformat() if hi else None,
-            "last_ingested": last.isoformat() if last else None,
-        }
-
-    def latest_per_entity(
-        self,
-        view: FeatureView,
-        columns: list[str],
-        *,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        since_seq: int | None = None,
-    ) -> Iterator[pa.RecordBatch]:
-        """Each key's row with the greatest event time in [start, end] (ties: newest created,
-        then last ingested), computed in Spark and streamed to the driver one partition at a time."""
-        from pyspark.sql import Window
-        from pyspark.sql import functions as F
-
-        table = self._table(view.name)
-        if table is None:
-            return
-        frame = self._snapshot(table, view.name)
-        ts = F.unix_micros(col(view.timestamp_field))
-        if start is not None:
-            frame = frame.filter(ts >= F.lit(_micros(start)))
-        if end is not None:
-            frame = frame.filter(ts <= F.lit(_micros(end)))
-        if since_seq is not None:
-            frame = frame.filter(col(SEQ) >= F.lit(int(since_seq)))
-        order = [col(view.timestamp_field).desc()]
-        if view.created_timestamp_field:
-            order.append(col(view.created_timestamp_field).desc())
-        order.append(col(SEQ).desc())
-        w = Window.partitionBy(*[col(k) for k in view.entity_columns]).orderBy(*order)
-        names = list(dict.fromkeys([*view.entity_columns, view.timestamp_field, *columns]))
-        fields = {f.name: f for f in delta_log.stored_schema(table)}
-        times = {n for n in names if fields[n].type == UTC_US}
-        # Times leave Spark as integers: Row objects would turn them into local wall-clock times.
-        picked = frame.withColumn("__fsnb_rn", F.row_number().over(w)).filter(col("__fsnb_rn") == 1).select(
-            *[(F.unix_micros(col(n)) if n in times else col(n)).alias(n) for n in names]
-        )
-        schema = pa.schema([fields[n] for n in names])
-        chunk: list[Any] = []
-        for row in picked.toLocalIterator(prefetchPartitions=True):
-            chunk.append(row)
-            if len(chunk) == _CHUNK:
-                yield _batch(chunk, schema, times)
-                chunk = []
-        if chunk:
-            yield _batch(chunk, schema, times)
-
-    # -- the point-in-time join ------------------------------------------------------------
-    def point_in_time(
-        self,
-        labels: Any,
-        selections: list[ViewSelection],
-        key_types: dict[str, str],
-        *,
-        as_of_ingestion: bool = False,
-        with_event_times: bool = False,
-    ) -> Any:
-        """__fsnb_row + the selected features of every label row, ordered by __fsnb_row.
-
-        labels: an Arrow table (the result is Arrow) or a Spark DataFrame (the result is a
-        Spark DataFrame; nothing is collected) with __fsnb_row, __fsnb_t and the key columns.
-        """
-        spark_in = is_spark_frame(labels)
-        frame = self._labels(labels, key_types)
-        result: DataFrame | None = None
-        for i, sel in enumerate(selections):
-            part = self._selection(frame, sel, i, as_of_ingestion=as_of_ingestion, with_event_times=with_event_times)
-            result = part if result is None else result.join(part, ROW, "inner")
-        if result is None:
-            result = frame.select(col(ROW))
-        result = result.orderBy(col(ROW))
-        if spark_in:
-            return result
-        return _to_utc(result.toArrow())
-
-    def training_frame(
-        self,
-        labels: DataFrame,
-        selections: list[ViewSelection],
-        key_types: dict[str, str],
-        timestamp_field: str,
-        *,
-        as_of_ingestion: bool = False,
-    ) -> DataFrame:
-        """Spark labels in, a Spark training set out: every label row once, in the frame's
-        order, its columns unchanged, then the features. labels must be deterministic (it
-        is read twice: for the join and for the columns passed through)."""
-        from pyspark.sql import functions as F
-
-        keys = list(dict.fromkeys(k for s in selections for k in s.view.entity_columns))
-        numbered = labels.withColumn(ROW, F.monotonically_increasing_id())
-        narrow = numbered.select(col(ROW), col(timestamp_field).alias(T), *[col(k) for k in keys])
-        features = self.point_in_time(narrow, selections, key_types, as_of_ingestion=as_of_ingestion)
-        return numbered.join(features, ROW, "left").orderBy(col(ROW)).drop(ROW)
-
-    def _labels(self, labels: Any, key_types: dict[str, str]) -> DataFrame:
-        from pyspark.sql.pandas.types import from_arrow_type
-
-        if is_spark_frame(labels):
-            frame: DataFrame = labels
-            cols = [col(ROW).cast("long").alias(ROW), self._spark_cast(frame, T, UTC_US).alias(T)]
-            for k, t in key_types.items():
-                target = delta_log.arrow_type(t, f"label column '{k}'")
-                cols.append(col(k).cast(from_arrow_type(target, prefer_timestamp_ntz=False)).alias(k))
-            return frame.select(*cols)
-        table: pa.Table = labels
-        arrays = [pc.cast(table.column(ROW), pa.int64()), arrow_times(table.column(T), "the label time")]
-        names = [ROW, T]
-        for k, t in key_types.items():
-            target = delta_log.arrow_type(t, f"label column '{k}'")
-            arrays.append(_arrow_cast(table.column(k), target, f"label column '{k}'"))
-            names.append(k)
-        return self.spark.createDataFrame(pa.Table.from_arrays(arrays, names=names))
-
-    def _selection(self, labels: DataFrame, sel: ViewSelection, i: int, *, as_of_ingestion: bool, with_event_times: bool) -> DataFrame:
-        from pyspark.sql import Window
-        from pyspark.sql import functions as F
-        from pyspark.sql.pandas.types import from_arrow_type
-
-        view = sel.view
-        table = self._table(view.name)
-        stored = delta_log.stored_schema(table) if table is not None else None
-        out_ts = f"__fsnb_ts_{i}"
-        if table is None or stored is None or not delta_log.data_files(table, self.warehouse.spark_uri(view.name)):
-            nulls = [
-                F.lit(None).cast(from_arrow_type(delta_log.arrow_type(view.feature_types.get(f) or "VARCHAR", f"feature '{f}'"), prefer_timestamp_ntz=False)).alias(out)
-                for f, out in zip(sel.features, sel.output_names, strict=True)
-            ]
-            if with_event_times:
-                nulls.append(F.lit(None).cast("timestamp").alias(out_ts))
-            return labels.select(col(ROW), *nulls)
-        rows = self._snapshot(table, view.name)
-        keys = list(view.entity_columns)
-        ts_us = F.unix_micros(col(view.timestamp_field))
-        created = view.created_timestamp_field
-        known_us = F.unix_micros(col(created or INGESTED_AT))
-        visible = F.greatest(ts_us, known_us) if as_of_ingestion else ts_us
-        rank = F.struct(
-            ts_us.alias("t"),
-            (F.unix_micros(col(created)) if created else F.lit(0).cast("long")).alias("c"),
-            col(SEQ).alias("s"),
-        )
-        present = set(rows.columns)
-        payload_fields = [col(view.timestamp_field).alias("ts")]
-        for j, f in enumerate(sel.features):
-            if f in present:
-                payload_fields.append(col(f).alias(f"f{j}"))
-            else:  # a feature of a version whose rows were never written
-                t = from_arrow_type(delta_log.arrow_type(view.feature_types.get(f) or "VARCHAR", f"feature '{f}'"), prefer_timestamp_ntz=False)
-                payload_fields.append(F.lit(None).cast(t).alias(f"f{j}"))
-        features = rows.select(
-            *[col(k) for k in keys],
-            visible.alias(_VT),
-            F.lit(0).alias(_KIND),
-            F.lit(None).cast("long").alias(ROW),
-            rank.alias(_RANK),
-            F.struct(*payload_fields).alias(_PAY),
-        )
-        key_fields = {f.name: f.dataType for f in features.schema.fields}
-        side = labels.select(
-            *[col(k).cast(key_fields[k]).alias(k) for k in keys],
-            F.unix_micros(col(T)).alias(_VT),
-            F.lit(1).alias(_KIND),
-            col(ROW),
-            F.lit(None).cast(key_fields[_RANK]).alias(_RANK),
-            F.lit(None).cast(key_fields[_PAY]).alias(_PAY),
-        )
-        w = (
-            Window.partitionBy(*[col(k) for k in keys])
-            .orderBy(col(_VT), col(_KIND))
-            .rowsBetween(Window.unboundedPreceding, Window.currentRow)
-        )
-        best = features.unionByName(side).select(
-            col(ROW), col(_VT), col(_KIND), F.max_by(col(_PAY), col(_RANK)).over(w).alias(_BEST)
-        ).filter(col(_KIND) == 1)
-        micros = duration_us(view.ttl)
-        chosen = F.col(f"{_BEST}.ts")
-        ok = chosen.isNotNull()
-        if micros is not None:
-            ok = ok & (F.unix_micros(chosen) >= col(_VT) - F.lit(micros))
-        outputs = [F.when(ok, F.col(f"{_BEST}.f{j}")).alias(out) for j, out in enumerate(sel.output_names)]
-        if with_event_times:
-            outputs.append(F.when(ok, chosen).alias(out_ts))
-        return best.select(col(ROW), *outputs)
-
-
-def _batch(rows: Sequence[Any], schema: pa.Schema, times: set[str]) -> pa.RecordBatch:
-    columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [[] for _ in schema]
-    arrays = []
-    for field, values in zip(schema, columns, strict=True):
-        if field.name in times:
-            arrays.append(pa.array(values, pa.int64()).cast(UTC_US))
-        else:
-            arrays.append(pa.array(values, field.type))
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return lines[0] if lines else type(exc).__name__

@@ -16,14 +16,13 @@ to statements), ``code`` (literals, names, splicing), ``script`` (the script aro
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fsnb.export.code import literal as _value  # noqa: F401 - kept for callers of the old module
 from fsnb.export.notebook import ExportError, TrainingSet, names_used, notebook_store, read_notebook
 
-__all__ = ["ExportError", "Pipeline", "TrainingSet", "export", "main", "write"]
+__all__ = ["ExportError", "Pipeline", "TrainingSet", "export", "write"]
 
 
 @dataclass
@@ -69,12 +68,3 @@ def write(notebook: str | os.PathLike[str], output: str | os.PathLike[str], *, s
     pipeline = export(notebook, store=store, script_name=target.name)
     target.write_text(pipeline.script, encoding="utf-8")
     return pipeline
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m fsnb.export NOTEBOOK [-o SCRIPT] [--store PATH]``: the same as ``fsnb export``."""
-    import sys
-
-    from fsnb.cli import main as cli_main
-
-    return cli_main(["export", *(sys.argv[1:] if argv is None else argv)])

@@ -1,7 +1,8 @@
-"""``python -m fsnb.export NOTEBOOK [-o SCRIPT] [--store PATH]``."""
+"""``python -m fsnb.export NOTEBOOK [-o SCRIPT] [--store PATH]``: the same as ``fsnb export``
+(the command line lives in fsnb.cli; the package itself never imports it)."""
 
 import sys
 
-from fsnb.export import main
+from fsnb.cli import main
 
-sys.exit(main())
+sys.exit(main(["export", *sys.argv[1:]]))

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from fsnb.definitions import format_ttl
+from fsnb.timeutil import format_ttl
 
 BOX = (
     "border:1px solid var(--jp-border-color2,#d0d7de);border-radius:6px;"

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from fsnb.definitions import format_ttl
 from fsnb.notebook.format import (
     card,
     facts,
@@ -34,6 +33,7 @@ from fsnb.notebook.results import FeatureQuality as FeatureQuality
 from fsnb.notebook.results import Materialized as Materialized
 from fsnb.notebook.results import OnlineFeatures as OnlineFeatures
 from fsnb.notebook.results import TrainingSetSummary as TrainingSetSummary
+from fsnb.timeutil import format_ttl
 
 if TYPE_CHECKING:
 
