@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from fsnb.errors import InvalidDefinition
 from fsnb.types import parse_type
@@ -19,6 +19,9 @@ _TTL_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(d|h|m|s|w)\s*$")
 _TTL_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RESERVED_RE = re.compile(r"^_+fsnb", re.IGNORECASE)  # fsnb's own columns (validation.RESERVED)
+
+if TYPE_CHECKING:
+    from fsnb.aggregation import Aggregation
 
 SyncMode = Literal["materialize", "stream"]
 
@@ -117,6 +120,7 @@ class FeatureView:
     tags: Mapping[str, str] | None = None
     query: str | None = None
     entity_types: Mapping[str, str] | None = field(default=None, compare=True)
+    aggregations: Sequence[Aggregation] | None = None  # fsnb.aggregation_views
 
     def __post_init__(self) -> None:
         check_name("feature view", self.name)
@@ -187,6 +191,10 @@ class FeatureView:
             object.__setattr__(
                 self, "entity_types", {check_name("entity column", k): parse_type(t) for k, t in mapping.items()}
             )
+        if self.aggregations is not None:  # hook: fsnb.aggregation_views
+            from fsnb.aggregation_views import check_view_aggregations
+
+            object.__setattr__(self, "aggregations", check_view_aggregations(self))
 
     # -- derived -----------------------------------------------------------------
     @property
@@ -240,6 +248,7 @@ class FeatureView:
             "description": self.description,
             "tags": dict(self.tags or {}),
             "query": self.query,
+            **({"aggregations": [a.to_dict() for a in self.aggregations]} if self.aggregations else {}),
         }
 
     @classmethod
@@ -285,6 +294,7 @@ class FeatureView:
             tags=_field(data, "tags", dict, optional=True) or {},
             query=_field(data, "query", str, optional=True),
             entity_types=entity_types,
+            aggregations=_aggregations(data.get("aggregations")),
         )
 
     def definition_hash(self) -> str:
@@ -293,6 +303,10 @@ class FeatureView:
 
     def __repr__(self) -> str:
         feats = ", ".join(self.feature_names) if self.features is not None else "(inferred)"
+        if self.aggregations:  # hook: fsnb.aggregation_views
+            from fsnb.aggregation_views import describe
+
+            feats = ", ".join(describe(a) for a in self.aggregations) + f"; events=[{feats}]"
         return (
             f"FeatureView({self.name!r}, entities={list(self.entity_columns)}, "
             f"timestamp={self.timestamp_field!r}, ttl={format_ttl(self.ttl)}, features=[{feats}])"  # type: ignore[arg-type]
@@ -302,6 +316,12 @@ class FeatureView:
         from fsnb.notebook.display import feature_view_html
 
         return feature_view_html(self)
+
+
+def _aggregations(value: Any) -> Any:
+    from fsnb.aggregation_views import aggregations_from_dict
+
+    return aggregations_from_dict(value)
 
 
 def _feature_type(view: str, feature: str, duck_type: object) -> str:

@@ -16,7 +16,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from fsnb import types
+from fsnb import aggregation_views, types
+from fsnb.aggregation_views import served_features
 from fsnb.backends.duckdb_offline import OfflineStore, Written
 from fsnb.backends.duckdb_pit import LABELS, ROW, T, ViewSelection, point_in_time_sql
 from fsnb.backends.sqlite_online import OnlineStore, ViewReader
@@ -363,10 +364,11 @@ class FeatureStore:
             if ref.view not in by_view:
                 by_view[ref.view] = ViewSelection(view, [], [])
             sel = by_view[ref.view]
-            names = list(view.feature_names) if ref.feature == "*" else [ref.feature]
+            served = served_features(view)  # hook: an aggregation view serves its aggregations
+            names = list(served) if ref.feature == "*" else [ref.feature]
             for f in names:
-                if f not in view.feature_names:
-                    hint = closest(f, view.feature_names)
+                if f not in served:
+                    hint = closest(f, served)
                     if view.features is None:
                         hint = "; the view has no data yet, so its features are not known"
                     msg = f"feature view '{view.name}' has no feature '{f}'{hint}"
@@ -465,6 +467,11 @@ class FeatureStore:
             sql = point_in_time_sql(
                 selection.selections, key_types, as_of_ingestion=as_of_ingestion, with_event_times=with_event_times
             )
+            if any(s.view.aggregations for s in selection.selections):  # hook: fsnb.aggregation_views
+                result = aggregation_views.point_in_time(
+                    con, arrow, selection.selections, key_types, as_of_ingestion=as_of_ingestion,
+                    with_event_times=with_event_times, plain=lambda sels: _plain_pit(con, arrow, sels, key_types, as_of_ingestion, with_event_times))
+                return _to_polars(result)
             con.register(LABELS, arrow)
             try:
                 result = con.sql(sql).to_arrow_table()
@@ -552,7 +559,11 @@ class FeatureStore:
 
     def _build_readers(self, features: tuple[str, ...]) -> tuple[list[Reader], list[str]]:
         selection = self.resolve(features)
-        readers = [self.online.reader(s.view, s.features, s.output_names) for s in selection.selections]
+        readers = [
+            aggregation_views.reader(self.online, s.view, s.features, s.output_names) if s.view.aggregations  # hook
+            else self.online.reader(s.view, s.features, s.output_names)
+            for s in selection.selections
+        ]
         offline_only = [s.view.name for s in selection.selections if not s.view.online]
         if offline_only:
             msg = f"feature view '{offline_only[0]}' is offline-only; register it with online=True to serve it"
@@ -839,6 +850,17 @@ def _diff(old: FeatureView, new: FeatureView) -> list[str]:
         if a.get(key) != b.get(key):
             changes.append(f"{key}: {a.get(key)!r} -> {b.get(key)!r}")
     return changes
+
+
+def _plain_pit(con: Any, arrow: pa.Table, sels: list[ViewSelection], key_types: dict[str, str], as_of_ingestion: bool,
+               with_event_times: bool) -> pa.Table:
+    """The ordinary point-in-time plan on some selections (aggregation_views merges the rest)."""
+    sql = point_in_time_sql(sels, key_types, as_of_ingestion=as_of_ingestion, with_event_times=with_event_times)
+    con.register(LABELS, arrow)
+    try:
+        return con.sql(sql).to_arrow_table()
+    finally:
+        con.unregister(LABELS)
 
 
 def _labels_frame(entity_df: Any) -> pl.DataFrame:

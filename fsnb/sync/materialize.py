@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+from fsnb import aggregation_views
 from fsnb.backends.duckdb_pit import latest_per_entity_sql
 from fsnb.backends.sqlite_online import (
     encode_key_sql,
@@ -89,6 +90,8 @@ def materialize(
 def _materialize_view(
     store: FeatureStore, view: FeatureView, start: Any, end: Any, incremental: bool, progress: bool | None
 ) -> int:
+    if view.aggregations:  # hook: fsnb.aggregation_views (the online windows hold events)
+        return aggregation_views.materialize(store.offline, store.online, view)
     if view.features is None or view.entity_types is None:
         return 0  # registered without data: nothing to copy yet
     online = store.online

@@ -49,6 +49,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fsnb import aggregation_views
 from fsnb.backends.duckdb_pit import latest_per_entity_sql
 from fsnb.backends.sqlite_log import (
     CONSUMERS,
@@ -404,6 +405,9 @@ def _apply_online(store: FeatureStore, entries: Sequence[LogEntry]) -> None:
                 continue
             table = entry.table()
             target = _typed(store, *found, table)
+            if target.aggregations:  # hook: fsnb.aggregation_views (events into the online windows)
+                aggregation_views.push_online(online, target, table)
+                continue
             rows = _online_rows(con, target, table, entry.offset)
             online.ensure_table(target)
             online.write_rows(target, rows)
@@ -820,6 +824,8 @@ def check_skew(store: FeatureStore, name: str) -> SkewReport:
     if not view.online:
         msg = f"feature view '{name}' is offline-only; it has no online values to compare"
         raise InvalidDefinition(msg)
+    if view.aggregations:  # hook: fsnb.aggregation_views
+        return aggregation_views.check_skew(store.offline, store.online, view)  # type: ignore[no-any-return]
     as_of = datetime.now(timezone.utc)
     keys = list(view.entity_columns)
     feats = list(view.feature_names)
