@@ -222,7 +222,8 @@ def push_online(online: Any, view: FeatureView, table: pa.Table) -> int:
 
 
 def _close(a: Any, b: Any) -> bool:
-    if isinstance(a, float) and isinstance(b, float | int) or isinstance(b, float) and isinstance(a, int):
+    numbers = isinstance(a, float | int) and isinstance(b, float | int)
+    if numbers and (isinstance(a, float) or isinstance(b, float)):
         return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
     return bool(a == b)
 
@@ -283,3 +284,25 @@ def check_skew(offline: Any, online: Any, view: FeatureView, *, now_us: int | No
     schema = {**dict.fromkeys(keys, pl.String), "kind": pl.String}
     frame = pl.DataFrame(details) if details else pl.DataFrame(schema=schema)
     return SkewReport(view.name, as_of, len(every), len(details), frame)
+
+
+# -- display -----------------------------------------------------------------------------
+def schema_rows(view: FeatureView, rows: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """A view's (column, role, type) rows with its event columns and its aggregations."""
+    out = [(c, "event column" if role == "feature" else role, t) for c, role, t in rows]
+    served = served_types(view)
+    for agg in view.aggregations or ():
+        what = f"{agg.function}({agg.column or '*'}) over {agg.window_text}"
+        out.append((agg.name, f"aggregation: {what}", served.get(agg.name) or "?"))
+    return out
+
+
+def view_json(view: FeatureView) -> list[dict[str, Any]] | None:
+    """The aggregations as the sidebar lists them (None for an ordinary view)."""
+    if not view.aggregations:
+        return None
+    served = served_types(view)
+    return [
+        {"name": a.name, "function": a.function, "column": a.column, "window": a.window_text, "type": served.get(a.name)}
+        for a in view.aggregations
+    ]

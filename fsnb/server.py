@@ -27,6 +27,7 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
 
+from fsnb import aggregation_views
 from fsnb.definitions import format_ttl
 from fsnb.errors import FsnbError, StoreError, one_line
 from fsnb.registry import Registry, ViewSummary, connect_sqlite, readonly_mode
@@ -164,7 +165,8 @@ def _view_json(summary: ViewSummary) -> dict[str, Any]:
         "entities": [{"name": e, "type": entity_types.get(e)} for e in view.entity_columns],
         "timestamp_field": view.timestamp_field,
         "created_timestamp_field": view.created_timestamp_field,
-        "features": [{"name": f, "type": t} for f, t in view.feature_types.items()],
+        "features": [{"name": f, "type": t} for f, t in aggregation_views.served_types(view).items()],
+        "aggregations": aggregation_views.view_json(view),  # None for an ordinary view
         "ttl": None if view.ttl is None else format_ttl(view.ttl),  # type: ignore[arg-type]
         "online": bool(view.online),
         "stream": view.sync == "stream",

@@ -44,9 +44,10 @@ from fsnb.validation import arrow_duck_types, check_batch, check_view
 if TYPE_CHECKING:
     from typing import TypeAlias
 
+    from fsnb.aggregation_views import AggregationReader
     from fsnb.backends.redis_online import RedisOnlineStore, RedisViewReader
 
-    Reader: TypeAlias = ViewReader | RedisViewReader
+    Reader: TypeAlias = ViewReader | RedisViewReader | AggregationReader
 
 DEFAULT_PATH = DEFAULT_STORE
 

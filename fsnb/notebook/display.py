@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from fsnb import aggregation_views
+
 if TYPE_CHECKING:
     import polars as pl
 
@@ -164,6 +166,8 @@ def schema_rows(view: FeatureView) -> list[tuple[str, str, str]]:
         rows.append(("(every other column)", "feature", "inferred at first ingest"))
     else:
         rows.extend((f, "feature", t or "?") for f, t in view.feature_types.items())
+    if view.aggregations:  # hook: fsnb.aggregation_views (event columns and the aggregations)
+        return aggregation_views.schema_rows(view, rows)
     return rows
 
 
@@ -289,7 +293,7 @@ def _view_row(store: FeatureStore, view: FeatureView) -> tuple[Any, ...]:
         view.name,
         store.version_of(view.name),
         ", ".join(view.entity_columns),
-        ", ".join(view.feature_names) if view.features is not None else "(not known yet)",
+        ", ".join(aggregation_views.served_features(view)) if view.features is not None or view.aggregations else "(not known yet)",
         stats.get("rows", 0),
         stats.get("entities", 0),
         time_range(stats),

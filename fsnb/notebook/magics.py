@@ -240,6 +240,7 @@ class FsnbMagics(Magics):
             online=not args.offline_only,
             sync="stream" if args.stream else "materialize",
             query=body,
+            aggregations=args.aggregations,
             **grammar.keywords("feature_view", args),
         )
         namespace = {**self.namespace, **(local_ns or {})}
