@@ -141,18 +141,46 @@ def point_in_time(
                 names.append(f"__fsnb_ts_{i}")
             j += 1
             continue
-        aggs = _by_name(sel.view, sel.features)
+        served = set(served_features(sel.view))
+        # Anything else asked (leakage's created time) has no value for a window of events.
+        aggs = _by_name(sel.view, [f for f in sel.features if f in served])
+        asked = len(aggs)
         if with_event_times:
             longest = max(aggs, key=lambda a: a.window)
             aggs.append(Aggregation(sel.view.timestamp_field, "max", longest.window, name=_unused(sel.view)))
         narrow = labels.select([ROW, "__fsnb_t", *sel.view.entity_columns])
         got = aggregate(con, narrow, sel.view, aggs, dict(key_types), as_of_ingestion=as_of_ingestion)
-        columns += [got.column(a.name) for a in aggs[: len(sel.features)]]
+        values = {a.name: got.column(a.name) for a in aggs[:asked]}
+        columns += [values[f] if f in values else pa.nulls(labels.num_rows, pa.timestamp("us", "UTC")) for f in sel.features]
         names += sel.output_names
         if with_event_times:
             columns.append(got.column(aggs[-1].name))
             names.append(f"__fsnb_ts_{i}")
     return pa.Table.from_arrays(columns, names=names)
+
+
+def naive_relation(con: Any, view: FeatureView, features: Sequence[str], i: int) -> str:
+    """What a naive join reads for an aggregation view: per key, each aggregation as of
+    the key's latest event (time named as the view's timestamp). Registered on con (it
+    lives as long as the connection); returns the relation's name."""
+    import numpy as np
+
+    from fsnb.aggregation_sql import ROW, T, aggregate
+    from fsnb.sqlnames import offline_table, q, qlist
+
+    keys = list(view.entity_columns)
+    latest = con.sql(
+        f"SELECT {qlist(keys)}, max({q(view.timestamp_field)}) AS {T} FROM {offline_table(view.name)} GROUP BY {qlist(keys)}"
+    ).to_arrow_table()
+    latest = latest.append_column(ROW, pa.array(np.arange(latest.num_rows, dtype=np.int64)))
+    aggs = _by_name(view, [f for f in features if f in set(served_features(view))])
+    got = aggregate(con, latest, view, aggs, dict(view.entity_types or {}))
+    out = latest.select(keys).append_column(view.timestamp_field, latest.column(T))
+    for agg in aggs:
+        out = out.append_column(agg.name, got.column(agg.name))
+    name = f"__fsnb_naive_agg_{i}"
+    con.register(name, out)
+    return name
 
 
 def _unused(view: FeatureView) -> str:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from fsnb import aggregation_views
 from fsnb.backends.duckdb_pit import ROW, T, ViewSelection, latest_per_entity_sql
 from fsnb.errors import SchemaMismatch, closest
 from fsnb.sqlnames import offline_table, q
@@ -389,7 +390,10 @@ def _comparison_sql(
     for i, sel in enumerate(selections):
         if sel.view.name in stored:
             real = [f for f in sel.features if f != sel.view.created_timestamp_field]
-            ctes.append(f"n{i} AS ({latest_per_entity_sql(sel.view, real)})")
+            if sel.view.aggregations:  # hook: fsnb.aggregation_views (the aggregate as of the key's latest event)
+                ctes.append(f"n{i} AS (SELECT * FROM {aggregation_views.naive_relation(con, sel.view, real, i)})")
+            else:
+                ctes.append(f"n{i} AS ({latest_per_entity_sql(sel.view, real)})")
             on = " AND ".join(f"p.{q(k)} = n{i}.{q(k)}" for k in sel.view.entity_columns)
             joins.append(f"LEFT JOIN n{i} ON {on}")
             naive_cols.append(f"n{i}.{q(sel.view.timestamp_field)} AS {q(f'__fsnb_nts_{i}')}")

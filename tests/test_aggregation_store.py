@@ -319,3 +319,28 @@ def test_server_json_lists_aggregation_features_with_their_windows(store: fsnb.F
         "name": "amount_sum_7d", "function": "sum", "column": "amount", "window": "7d", "type": "DOUBLE"
     }
     assert aggregation_views.served_types(reg.view)["txn_count_1d"] == "BIGINT"
+
+
+# -- leakage ----------------------------------------------------------------------------------
+def test_leakage_report_reads_the_naive_aggregate_as_of_the_keys_latest_event(store: fsnb.FeatureStore) -> None:
+    ev = events()
+    reg = store.register(txn_view(), ev)
+    rng = random.Random(5)
+    stamps = [BASE + dt.timedelta(hours=rng.randrange(0, 24 * 40)) for _ in range(30)]
+    keys = [rng.randrange(5) for _ in stamps]
+    labels = pl.DataFrame({"user_id": keys, "event_timestamp": stamps, "label": [rng.randrange(2) for _ in stamps]})
+    report = store.explain_leakage(labels, ["txn_stats:amount_sum_7d", "txn_stats:txn_count_1d"])
+    latest = dict(ev.group_by("user_id").agg(pl.col("ts").max()).iter_rows())
+    leaky = 0
+    for row in report.rows.iter_rows(named=True):
+        key, t = row["user_id"], row["event_timestamp"]
+        if key not in latest:
+            assert row["amount_sum_7d__naive"] is None and row["txn_count_1d__naive"] is None  # no row to join
+            continue
+        naive = brute(ev, reg.view, key, latest[key])
+        assert same(row["amount_sum_7d__naive"], naive["amount_sum_7d"]) and row["txn_count_1d__naive"] == naive["txn_count_1d"]
+        assert same(row["amount_sum_7d"], brute(ev, reg.view, key, t)["amount_sum_7d"])
+        assert row["amount_sum_7d__leaked"] == (latest[key] > t)
+        leaky += latest[key] > t
+    summary = {r["feature"]: r for r in report.summary.iter_rows(named=True)}
+    assert summary["amount_sum_7d"]["leaky_rows"] == leaky > 0
