@@ -201,6 +201,12 @@ def _windows(online: Any) -> WindowStore:
     return WindowStore(con=online.con)  # type: ignore[arg-type]  # a connection per thread, same interface
 
 
+def check_online(online: Any, view: FeatureView) -> None:
+    """Refuse an online aggregation view on a store whose online side is not SQLite (before anything is written)."""
+    if view.aggregations and view.online:
+        _windows(online)
+
+
 class AggregationReader:
     """get_online_features' reader for an aggregation view: each aggregation over (now - window, now]."""
 

@@ -241,6 +241,7 @@ class FeatureStore:
                 candidate = candidate.with_schema(candidate.entity_types or {}, merged)  # type: ignore[arg-type]
                 check_batch(con, candidate, table)  # the data fits the stored types too
             check_view(candidate, self.online.columns(view.name))  # what every store can hold
+            aggregation_views.check_online(self.online, candidate)  # hook: aggregation views need SQLite online
             if current is not None:
                 _check_compatible(current.view, candidate, has_data=lambda: self.offline.has_rows(con, view.name))
             changes = _diff(current.view, candidate) if current else []
@@ -279,6 +280,7 @@ class FeatureStore:
 
     def _register_definition_unchecked(self, current: ViewVersion | None, candidate: FeatureView) -> Registration:
         check_view(candidate, self.online.columns(candidate.name))  # what every store can hold, data or not
+        aggregation_views.check_online(self.online, candidate)  # hook: aggregation views need SQLite online
         changes = _diff(current.view, candidate) if current else []
         new_version = current is None or candidate.to_dict() != current.view.to_dict()
         if new_version:

@@ -243,11 +243,17 @@ def test_pushes_keep_a_stream_view_current(store: fsnb.FeatureStore, monkeypatch
     assert_online_is_offline(store, keys, now)
 
 
-def test_redis_online_store_says_plainly_it_is_not_supported_yet(tmp_path: Path) -> None:
-    from fsnb import aggregation_views
-
-    with pytest.raises(InvalidDefinition, match="need the SQLite online store"):
-        aggregation_views.reader(object(), txn_view(), ["amount_sum_7d"], ["amount_sum_7d"])
+def test_redis_online_store_says_plainly_it_is_not_supported_yet(tmp_path: Path, redis_url: str) -> None:
+    with fsnb.FeatureStore(tmp_path / "r", online=redis_url) as store:
+        with pytest.raises(InvalidDefinition, match="need the SQLite online store"):
+            store.register(txn_view(), events(10))
+        with pytest.raises(InvalidDefinition, match="need the SQLite online store"):
+            store.register(txn_view())
+        assert store.list_feature_views() == []  # nothing written
+        store.register(txn_view(online=False), events(10))  # offline-only is fine
+        assert store.get_historical_features(
+            pl.DataFrame({"user_id": [0], "event_timestamp": [BASE + dt.timedelta(days=50)]}), "txn_stats:txn_count_1d"
+        )["txn_count_1d"].to_list() == [0]
 
 
 # -- the magic, the display and export --------------------------------------------------------
@@ -276,6 +282,9 @@ def test_magic_defines_aggregations_and_shows_them(ip: InteractiveShell) -> None
     html, text = shown._repr_html_(), repr(shown)
     assert "amount_sum_7d" in html and "aggregation: sum(amount) over 7d" in html
     assert "txn_count_1d" in text and "event column" not in text.split("schema:")[0]
+    assert shown.sample.columns == ["user_id", "ts", "amount", "amount_sum_7d", "txn_count_1d"]  # sample values
+    first = shown.sample.row(0, named=True)
+    assert first["txn_count_1d"] == brute(ip.user_ns["txns"], view, first["user_id"], first["ts"])["txn_count_1d"]
     with pytest.raises(UsageError, match="unknown function 'avgg'"):
         ip.run_cell_magic("feature_view", 'x --entity user_id --timestamp ts --aggregate "avgg(amount) 7d"', "txns")
 
@@ -344,3 +353,15 @@ def test_leakage_report_reads_the_naive_aggregate_as_of_the_keys_latest_event(st
         leaky += latest[key] > t
     summary = {r["feature"]: r for r in report.summary.iter_rows(named=True)}
     assert summary["amount_sum_7d"]["leaky_rows"] == leaky > 0
+
+
+def test_a_view_that_only_counts_events_needs_no_event_column(store: fsnb.FeatureStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    view = fsnb.FeatureView("logins", entities=["user_id"], timestamp_field="ts", aggregations=[fsnb.Aggregation(None, "count", "1d")])
+    day = dt.timedelta(days=1)
+    store.register(view, pl.DataFrame({"user_id": [1, 1, 2], "ts": [BASE, BASE + day / 8, BASE]}))
+    labels = pl.DataFrame({"user_id": [1, 1, 2], "event_timestamp": [BASE + day / 4, BASE + day, BASE + day]})
+    assert store.get_historical_features(labels, "logins:count_1d")["count_1d"].to_list() == [2, 1, 0]
+    set_now(monkeypatch, BASE + day / 2)
+    store.materialize()
+    assert store.get_online_features("logins:count_1d", [{"user_id": 1}, {"user_id": 2}])["count_1d"] == [2, 1]
+    assert store.check_skew("logins").ok

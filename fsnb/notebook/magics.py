@@ -250,7 +250,10 @@ class FsnbMagics(Magics):
         system = set(view.system_columns)
         view = dataclasses.replace(view, features=[c for c in table.column_names if c not in system])
         registration = self.store.register(view, table, replace=True)
-        return display.RegisteredView(registration, table.slice(0, 5))
+        sample: Any = table.slice(0, 5)
+        if view.aggregations:  # sample values: each aggregation as of the first events' times
+            sample = self.store.get_historical_features(sample, f"{view.name}:*", timestamp_field=view.timestamp_field)
+        return display.RegisteredView(registration, sample)
 
     # -- %training_set --------------------------------------------------------------
     @grammar.uses("training_set")
