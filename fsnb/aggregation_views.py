@@ -320,6 +320,18 @@ def check_skew(offline: Any, online: Any, view: FeatureView, *, now_us: int | No
     return SkewReport(view.name, as_of, len(every), len(details), frame)
 
 
+def diff(old: FeatureView, new: FeatureView) -> list[str]:
+    """The aggregations one version adds and removes, as change lines."""
+    before = [describe(a) for a in old.aggregations or ()]
+    after = [describe(a) for a in new.aggregations or ()]
+    changes = []
+    if [a for a in after if a not in before]:
+        changes.append("added aggregations " + ", ".join(a for a in after if a not in before))
+    if [a for a in before if a not in after]:
+        changes.append("removed aggregations " + ", ".join(a for a in before if a not in after))
+    return changes
+
+
 # -- display -----------------------------------------------------------------------------
 def schema_rows(view: FeatureView, rows: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
     """A view's (column, role, type) rows with its event columns and its aggregations."""

@@ -852,6 +852,7 @@ def _diff(old: FeatureView, new: FeatureView) -> list[str]:
     for key in ("ttl_seconds", "online", "sync", "description", "tags", "query", "entities", "timestamp_field", "created_timestamp_field"):
         if a.get(key) != b.get(key):
             changes.append(f"{key}: {a.get(key)!r} -> {b.get(key)!r}")
+    changes.extend(aggregation_views.diff(old, new))  # hook: aggregations added/removed
     return changes
 
 

@@ -365,3 +365,20 @@ def test_a_view_that_only_counts_events_needs_no_event_column(store: fsnb.Featur
     store.materialize()
     assert store.get_online_features("logins:count_1d", [{"user_id": 1}, {"user_id": 2}])["count_1d"] == [2, 1]
     assert store.check_skew("logins").ok
+
+
+def test_a_new_aggregation_is_a_new_version_served_at_once(store: fsnb.FeatureStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    ev = events(50)
+    first = store.register(txn_view(), ev)
+    set_now(monkeypatch, BASE + dt.timedelta(days=38))
+    store.materialize()
+    more = fsnb.FeatureView(
+        "txn_stats", entities=["user_id"], timestamp_field="ts",
+        aggregations=[*(first.view.aggregations or ()), fsnb.Aggregation("amount", "min", "3d")],
+    )
+    second = store.register(more)  # no data: the event columns and their types are kept
+    assert second.new_version and second.version == 2 and second.view.feature_types == {"amount": "DOUBLE"}
+    assert any("aggregations" in c for c in second.changes)
+    store.materialize()
+    assert_online_is_offline(store, [0, 1, 2, 3], BASE + dt.timedelta(days=38))
+    assert "amount_min_3d" in store.get_online_features("txn_stats:*", {"user_id": 0})
