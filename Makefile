@@ -28,6 +28,11 @@ system-deps:
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+	@# The Spark engine's JVM (pyspark 4 needs Java 17 or newer); only the headless runtime.
+	@if ! command -v java >/dev/null; then \
+	  echo "installing Debian package: openjdk-17-jre-headless"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless; \
+	fi
 
 demo: install
 	$(BIN)/python -m fsnb.demo notebooks/quickstart.ipynb

@@ -58,7 +58,7 @@ RAW = textwrap.dedent(
     import sys, time, resource, duckdb, numpy as np, polars as pl, pyarrow as pa
     out = sys.argv[1]
     labels = pl.read_parquet(f"{out}/labels.parquet")
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     con = duckdb.connect(f"{out}/raw.duckdb")
     con.execute("SET TimeZone = 'UTC'")
     keys = labels.select("user_id", "event_timestamp").to_arrow().append_column("row", pa.array(np.arange(labels.height)))
@@ -69,8 +69,8 @@ RAW = textwrap.dedent(
     ).to_arrow_table())
     frame = labels.hstack(result)
     con.close()
-    elapsed = time.perf_counter() - t
-    print(elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, frame.height, frame["clicks"].null_count())
+    elapsed, cpu = time.perf_counter() - t, time.process_time() - c
+    print(elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, frame.height, frame["clicks"].null_count(), cpu)
     """
 )
 
@@ -80,19 +80,19 @@ FSNB = textwrap.dedent(
     from fsnb import FeatureStore  # imports happen before the clock starts, as duckdb's do for the raw side
     out = sys.argv[1]
     labels = pl.read_parquet(f"{out}/labels.parquet")
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     store = FeatureStore(f"{out}/store")
     frame = store.get_historical_features(labels, ["user_stats:clicks", "user_stats:score"])
-    elapsed = time.perf_counter() - t
-    print(elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, frame.height, frame["clicks"].null_count())
+    elapsed, cpu = time.perf_counter() - t, time.process_time() - c
+    print(elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, frame.height, frame["clicks"].null_count(), cpu)
     """
 )
 
 
-def _run(code: str, *args: str) -> tuple[float, int, int, int]:
+def _run(code: str, *args: str) -> tuple[float, int, int, int, float]:
     out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
-    secs, rss, rows, nulls = out.stdout.strip().splitlines()[-1].split()
-    return float(secs), int(rss), int(rows), int(nulls)
+    secs, rss, rows, nulls, cpu = out.stdout.strip().splitlines()[-1].split()
+    return float(secs), int(rss), int(rows), int(nulls), float(cpu)
 
 
 def run(labels: int, features: int, entities: int, repeat: int) -> dict[str, object]:
@@ -106,13 +106,18 @@ def run(labels: int, features: int, entities: int, repeat: int) -> dict[str, obj
     ours_t = min(r[0] for r in fsnb_runs)
     raw_m = min(r[1] for r in raw_runs)
     ours_m = min(r[1] for r in fsnb_runs)
-    assert raw_runs[0][2:] == fsnb_runs[0][2:], (raw_runs[0], fsnb_runs[0])  # same rows, same nulls
+    assert raw_runs[0][2:4] == fsnb_runs[0][2:4], (raw_runs[0], fsnb_runs[0])  # same rows, same nulls
+    raw_c, ours_c = min(r[4] for r in raw_runs), min(r[4] for r in fsnb_runs)
     return {
         "bench": "get_historical_features",
         "size": f"{labels:,} labels x {features:,} feature rows ({entities:,} entities)",
         "raw_s": round(raw_t, 3),
         "fsnb_s": round(ours_t, 3),
         "time_ratio": round(ours_t / raw_t, 2),
+        # CPU seconds of all the process's threads: steadier than wall time on a loaded machine.
+        "raw_cpu_s": round(raw_c, 3),
+        "fsnb_cpu_s": round(ours_c, 3),
+        "cpu_ratio": round(ours_c / raw_c, 2),
         "raw_peak_mb": round(raw_m / 1024),
         "fsnb_peak_mb": round(ours_m / 1024),
         "memory_ratio": round(ours_m / raw_m, 2),

@@ -6,7 +6,7 @@ batch durable in one fsync'd transaction (SQLite WAL, synchronous=FULL):
 - bare:     the rows inserted with sqlite3.executemany (timestamps as int64 microseconds);
 - push:     store.push() per batch, each applying to the online and offline stores
             before it returns (opens the offline DuckDB file per call);
-- producer: store.push() inside fsnb.sync.streaming.producer(store): every push is durable
+- producer: store.push() inside store.producer(): every push is durable
             and online when it returns, the offline store is applied in groups.
 
 Bare appends and pushes are interleaved batch by batch (a change in machine load hits
@@ -95,14 +95,12 @@ def timed(fn, *args) -> float:  # type: ignore[no-untyped-def]
 def run(directory: Path, batches: list[pa.Table], warm: pa.Table, *, session: bool) -> tuple[float, float]:
     """(bare seconds, push seconds) for the same batches, interleaved batch by batch so
     that a change in machine load hits both sides alike."""
-    from fsnb.sync.streaming import producer
-
     bare = BareAppend(directory)
     store = new_store(directory / "store", warm)
     t_bare = t_push = 0.0
     if session:
         t0 = time.perf_counter()
-        ctx = producer(store)
+        ctx = store.producer()
         ctx.__enter__()
         t_push += time.perf_counter() - t0
     for b in batches:

@@ -1,17 +1,21 @@
-"""Views with window aggregations, wired into the store (DESIGN section 12).
+"""Views with window aggregations, wired into the store (docs/architecture.md).
 
 A view with ``aggregations`` ingests raw events: its ``features`` are the event
 columns it stores (given, or inferred at first ingest as for any view), and the
 features it serves are the aggregations' names. Everything here is called from small
 hooks in the store's modules ("if the view has aggregations: call X"):
 
-- definitions: ``check_view_aggregations`` (in FeatureView.__post_init__, so it runs
-  again when the first ingest fixes the column types), ``aggregations_from_dict``;
-- selection: ``served_features``;
+- definitions (in fsnb.aggregation, which definitions.py may import without a circle):
+  ``check_view_aggregations`` (run whenever a FeatureView is built, so again when the
+  first ingest fixes the column types), ``aggregations_from_dict``, ``describe``;
+- selection: ``served_features`` (in fsnb.aggregation, as is the display's ``schema_rows``);
 - offline retrieval: ``point_in_time`` (ordinary views through the usual plan, the
   aggregation views through fsnb.aggregation_sql, merged in label order);
 - online: ``reader`` (reads over (now - window, now] from the online SQLite file),
   ``materialize``, ``push_online`` and ``check_skew``.
+
+Callers hand in the pieces used (an offline backend, an online backend, a DuckDB
+connection), never the FeatureStore; nothing here imports the modules that call it.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from fsnb.aggregation import Aggregation, check_aggregations
+from fsnb.aggregation import Aggregation, served_features, served_types
 from fsnb.errors import InvalidDefinition
 
 if TYPE_CHECKING:
@@ -35,74 +39,7 @@ SQLITE_ONLY = "aggregation views need the SQLite online store for now; open the 
 _LATEST = "fsnb_latest_event_time"  # the internal max(event time) asked for leakage's event times
 
 
-# -- definitions -----------------------------------------------------------------------
-def check_view_aggregations(view: FeatureView) -> tuple[Aggregation, ...] | None:
-    """The view's aggregations, validated against the rest of its definition."""
-    aggs = view.aggregations
-    if aggs is None:
-        return None
-    if isinstance(aggs, Aggregation) or not isinstance(aggs, list | tuple):
-        msg = f"aggregations of '{view.name}' must be a list of fsnb.Aggregation, not {type(aggs).__name__}"
-        raise InvalidDefinition(msg)
-    if not aggs:
-        return None
-    if view.ttl is not None:
-        msg = f"'{view.name}' has aggregations and a ttl; drop the ttl (each aggregation's window bounds it)"
-        raise InvalidDefinition(msg)
-    raw = view.feature_names
-    reserved = {*view.system_columns, *raw}
-    out = check_aggregations(view.name, list(aggs), reserved)
-    columns = {*raw, view.timestamp_field, *([view.created_timestamp_field] if view.created_timestamp_field else [])}
-    types = view.feature_types
-    for agg in out:
-        if agg.column is None:
-            continue
-        if view.features is not None and agg.column not in columns:
-            msg = (
-                f"aggregation '{agg.name}' of '{view.name}' reads '{agg.column}', which is not a column of its events "
-                f"({', '.join(raw) or 'none'}); add it to features or fix the aggregation"
-            )
-            raise InvalidDefinition(msg)
-        column_type = types.get(agg.column)
-        if column_type is not None:
-            agg.check_column_type(view.name, column_type)  # at first ingest, when the types become known
-    return out
-
-
-def aggregations_from_dict(value: Any) -> list[Aggregation] | None:
-    """A definition's "aggregations" entry (absent or a list of Aggregation.to_dict())."""
-    if value is None:
-        return None
-    if not isinstance(value, list) or not value:
-        msg = f"'aggregations' must be a non-empty JSON array of aggregations, not {value!r:.40}"
-        raise InvalidDefinition(msg)
-    return [Aggregation.from_dict(item) for item in value]
-
-
-def describe(agg: Aggregation) -> str:
-    """The aggregation as the magic's --aggregate flag writes it: 'sum(amount) 7d as amount_sum_7d'."""
-    return f"{agg.function}({agg.column or '*'}) {agg.window_text} as {agg.name}"
-
-
-def served_features(view: FeatureView) -> tuple[str, ...]:
-    """The feature names a view serves: its aggregations' names, else its features."""
-    if view.aggregations:
-        return tuple(a.name for a in view.aggregations)
-    return view.feature_names
-
-
-def served_types(view: FeatureView) -> dict[str, str | None]:
-    """Name -> DuckDB type of what the view serves (None while an event column's type is unknown)."""
-    if not view.aggregations:
-        return view.feature_types
-    raw = view.feature_types
-    out: dict[str, str | None] = {}
-    for a in view.aggregations:
-        known = a.column is None or raw.get(a.column) is not None or a.function in ("count", "mean", "stddev")
-        out[a.name] = a.output_type(raw.get(a.column) if a.column else None) if known else None
-    return out
-
-
+# -- selection -------------------------------------------------------------------------
 def _by_name(view: FeatureView, names: Sequence[str]) -> list[Aggregation]:
     found = {a.name: a for a in view.aggregations or ()}
     return [found[n] for n in names]
@@ -262,8 +199,11 @@ def _close(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def check_skew(offline: Any, online: Any, view: FeatureView, *, now_us: int | None = None) -> Any:
-    """Every key's online aggregations against the offline ones at the same instant (a SkewReport).
+def check_skew(
+    offline: Any, online: Any, view: FeatureView, *, now_us: int | None = None
+) -> tuple[datetime, int, int, Any]:
+    """Every key's online aggregations against the offline ones at the same instant:
+    (as of, keys compared, mismatches, details), what fsnb.sync.monitor's SkewReport holds.
 
     Keys: those with an event offline or online. Floats compare to 1e-9 (the two stores
     add in different orders); everything else exactly.
@@ -271,7 +211,6 @@ def check_skew(offline: Any, online: Any, view: FeatureView, *, now_us: int | No
     import polars as pl
 
     from fsnb.aggregation_sql import ROW, T, aggregate
-    from fsnb.sync.streaming import SkewReport
     from fsnb.timeutil import now_us as clock
 
     now = clock() if now_us is None else now_us
@@ -317,32 +256,10 @@ def check_skew(offline: Any, online: Any, view: FeatureView, *, now_us: int | No
         details.append({**dict(zip(keys, key, strict=True)), "kind": "value", "online_event_time": None, "offline_event_time": None})
     schema = {**dict.fromkeys(keys, pl.String), "kind": pl.String}
     frame = pl.DataFrame(details) if details else pl.DataFrame(schema=schema)
-    return SkewReport(view.name, as_of, len(every), len(details), frame)
-
-
-def diff(old: FeatureView, new: FeatureView) -> list[str]:
-    """The aggregations one version adds and removes, as change lines."""
-    before = [describe(a) for a in old.aggregations or ()]
-    after = [describe(a) for a in new.aggregations or ()]
-    changes = []
-    if [a for a in after if a not in before]:
-        changes.append("added aggregations " + ", ".join(a for a in after if a not in before))
-    if [a for a in before if a not in after]:
-        changes.append("removed aggregations " + ", ".join(a for a in before if a not in after))
-    return changes
+    return as_of, len(every), len(details), frame
 
 
 # -- display -----------------------------------------------------------------------------
-def schema_rows(view: FeatureView, rows: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
-    """A view's (column, role, type) rows with its event columns and its aggregations."""
-    out = [(c, "event column" if role == "feature" else role, t) for c, role, t in rows]
-    served = served_types(view)
-    for agg in view.aggregations or ():
-        what = f"{agg.function}({agg.column or '*'}) over {agg.window_text}"
-        out.append((agg.name, f"aggregation: {what}", served.get(agg.name) or "?"))
-    return out
-
-
 def view_json(view: FeatureView) -> list[dict[str, Any]] | None:
     """The aggregations as the sidebar lists them (None for an ordinary view)."""
     if not view.aggregations:

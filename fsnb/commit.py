@@ -47,7 +47,7 @@ _AFTER_COMMIT_ERRORS = (OSError, sqlite3.OperationalError, sqlite3.DatabaseError
 
 
 class RegistryJournal:
-    """The offline store's Journal (fsnb.backends.duckdb_offline.Journal), kept in the registry."""
+    """The offline store's Journal (fsnb.backends.contracts.Journal), kept in the registry."""
 
     def __init__(self, registry: Registry, offline: OfflineStore) -> None:
         self.registry = registry
@@ -112,3 +112,14 @@ def _one_line(exc: BaseException) -> str:
 
 def _warn(msg: str) -> None:
     warnings.warn(msg, RegistryBehind, stacklevel=4)
+
+
+def mirror_stats(registry: Registry, offline: OfflineStore, view: FeatureView) -> dict[str, Any]:
+    """Mirror into the registry the statistics the offline store committed (counted once
+    for stores written before they were kept)."""
+    with offline.connect() as con:
+        stats = offline.committed_stats(con, view.name)
+    if stats is None:
+        stats = offline.stats(view)
+    registry.set_stats(view.name, stats)
+    return stats

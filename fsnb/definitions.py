@@ -10,23 +10,21 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import Any, Literal, cast
 
+from fsnb.aggregation import Aggregation, aggregations_from_dict, check_view_aggregations, describe
 from fsnb.errors import InvalidDefinition
+from fsnb.sqlnames import check_name  # here for the modules that import it from definitions
 from fsnb.types import parse_type
 
 _TTL_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(d|h|m|s|w)\s*$")
 _TTL_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_RESERVED_RE = re.compile(r"^_+fsnb", re.IGNORECASE)  # fsnb's own columns (validation.RESERVED)
-
-if TYPE_CHECKING:
-    from fsnb.aggregation import Aggregation
 
 SyncMode = Literal["materialize", "stream"]
+TtlInput = timedelta | str | int | float | None  # what a user may write; a FeatureView keeps timedelta | None
 
 
-def parse_ttl(ttl: timedelta | str | int | float | None) -> timedelta | None:
+def parse_ttl(ttl: TtlInput) -> timedelta | None:
     """Turn "30d"/"12h"/"90m"/"45s" (or seconds, or a timedelta) into a timedelta."""
     if ttl is None:
         return None
@@ -70,17 +68,6 @@ def format_ttl(ttl: timedelta | None) -> str:
     return f"{seconds:g}s"
 
 
-def check_name(kind: str, name: str) -> str:
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        shown = repr(name) if isinstance(name, str) else f"{name!r} ({type(name).__name__})"
-        msg = f"{kind} name {shown} is not valid; use letters, digits and '_' (not starting with a digit)"
-        raise InvalidDefinition(msg)
-    if kind != "feature view" and _RESERVED_RE.match(name):
-        msg = f"{kind} name {name!r} is reserved: fsnb's own columns start with '_fsnb'; rename it"
-        raise InvalidDefinition(msg)
-    return name
-
-
 def _names(kind: str, view: str, value: object) -> list[str]:
     """A str or a list/tuple of str, each a valid name, as a list."""
     if isinstance(value, str):
@@ -100,19 +87,20 @@ def _str_map(what: str, view: str, value: object) -> dict[str, str]:
     return dict(value)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class FeatureView:
     """A named set of features keyed by entity columns and stamped with an event time.
 
     ``features`` is None (every other column of the data), a list of names, or a
-    mapping of name to DuckDB type (``{"login_count": "BIGINT"}``).
+    mapping of name to DuckDB type (``{"login_count": "BIGINT"}``). ``ttl`` is given as
+    "30d"/"12h"/"90m"/"45s", seconds or a timedelta, and kept as a timedelta (or None).
     """
 
     name: str
     entities: Sequence[str] | str = ("entity_id",)
     timestamp_field: str = "event_timestamp"
     created_timestamp_field: str | None = None
-    ttl: timedelta | str | None = None
+    ttl: timedelta | None = None
     features: Sequence[str] | Mapping[str, str] | None = None
     online: bool = True
     sync: SyncMode = "materialize"
@@ -122,7 +110,30 @@ class FeatureView:
     entity_types: Mapping[str, str] | None = field(default=None, compare=True)
     aggregations: Sequence[Aggregation] | None = None  # fsnb.aggregation_views
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        name: str,
+        entities: Sequence[str] | str = ("entity_id",),
+        timestamp_field: str = "event_timestamp",
+        created_timestamp_field: str | None = None,
+        ttl: TtlInput = None,
+        features: Sequence[str] | Mapping[str, str] | None = None,
+        online: bool = True,
+        sync: SyncMode = "materialize",
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+        query: str | None = None,
+        entity_types: Mapping[str, str] | None = None,
+        aggregations: Sequence[Aggregation] | None = None,
+    ) -> None:
+        # By hand, as the dataclass's own __init__ would type ttl as what it keeps: the
+        # user's ttl is parsed once, in _check, and every reader sees timedelta | None.
+        for key, value in locals().items():
+            if key not in ("self", "ttl"):
+                object.__setattr__(self, key, value)
+        self._check(ttl)
+
+    def _check(self, ttl: TtlInput) -> None:
         check_name("feature view", self.name)
         entities = _names("entity column", self.name, self.entities)
         if not entities:
@@ -146,7 +157,7 @@ class FeatureView:
                 role = "the timestamp_field" if created == self.timestamp_field else "an entity column"
                 msg = f"created_timestamp_field '{created}' is {role} of '{self.name}'; name another column, or None"
                 raise InvalidDefinition(msg)
-        object.__setattr__(self, "ttl", parse_ttl(self.ttl))
+        object.__setattr__(self, "ttl", parse_ttl(ttl))
         if self.sync not in ("materialize", "stream"):
             msg = f"sync must be 'materialize' or 'stream', not {self.sync!r}"
             raise InvalidDefinition(msg)
@@ -191,9 +202,7 @@ class FeatureView:
             object.__setattr__(
                 self, "entity_types", {check_name("entity column", k): parse_type(t) for k, t in mapping.items()}
             )
-        if self.aggregations is not None:  # hook: fsnb.aggregation_views
-            from fsnb.aggregation_views import check_view_aggregations
-
+        if self.aggregations is not None:  # hook: window aggregations (docs/architecture.md)
             object.__setattr__(self, "aggregations", check_view_aggregations(self))
 
     # -- derived -----------------------------------------------------------------
@@ -241,7 +250,7 @@ class FeatureView:
             "entity_types": dict(self.entity_types) if self.entity_types else None,
             "timestamp_field": self.timestamp_field,
             "created_timestamp_field": self.created_timestamp_field,
-            "ttl_seconds": self.ttl.total_seconds() if isinstance(self.ttl, timedelta) else None,
+            "ttl_seconds": self.ttl.total_seconds() if self.ttl is not None else None,
             "features": [[n, t] for n, t in self._pairs] if self.features is not None else None,
             "online": bool(self.online),
             "sync": self.sync,
@@ -294,7 +303,7 @@ class FeatureView:
             tags=_field(data, "tags", dict, optional=True) or {},
             query=_field(data, "query", str, optional=True),
             entity_types=entity_types,
-            aggregations=_aggregations(data.get("aggregations")),
+            aggregations=aggregations_from_dict(data.get("aggregations")),
         )
 
     def definition_hash(self) -> str:
@@ -303,25 +312,64 @@ class FeatureView:
 
     def __repr__(self) -> str:
         feats = ", ".join(self.feature_names) if self.features is not None else "(inferred)"
-        if self.aggregations:  # hook: fsnb.aggregation_views
-            from fsnb.aggregation_views import describe
-
+        if self.aggregations:  # hook: window aggregations
             feats = ", ".join(describe(a) for a in self.aggregations) + f"; events=[{feats}]"
         return (
             f"FeatureView({self.name!r}, entities={list(self.entity_columns)}, "
-            f"timestamp={self.timestamp_field!r}, ttl={format_ttl(self.ttl)}, features=[{feats}])"  # type: ignore[arg-type]
+            f"timestamp={self.timestamp_field!r}, ttl={format_ttl(self.ttl)}, features=[{feats}])"
         )
 
     def _repr_html_(self) -> str:
-        from fsnb.notebook.display import feature_view_html
+        from fsnb.notebook.render import feature_view_html
 
         return feature_view_html(self)
 
 
-def _aggregations(value: Any) -> Any:
-    from fsnb.aggregation_views import aggregations_from_dict
+_DIFFED = ("ttl", "online", "sync", "description", "tags", "query", "entities", "timestamp_field", "created_timestamp_field")
 
-    return aggregations_from_dict(value)
+
+@dataclass(frozen=True)
+class ViewChange:
+    """One field that differs between two versions of a view, with its old and new value
+    (as the FeatureView holds it; for "features", the name -> type mappings)."""
+
+    field: str
+    old: Any
+    new: Any
+
+    def feature_changes(self) -> tuple[list[str], list[str], list[tuple[str, str, str]]]:
+        """For "features": the names added, the names removed, (name, old type, new type) retyped."""
+        old, new = dict(self.old or {}), dict(self.new or {})
+        retyped = [(f, old[f], new[f]) for f in new if f in old and old[f] and new[f] and old[f] != new[f]]
+        return [f for f in new if f not in old], [f for f in old if f not in new], retyped
+
+    def __str__(self) -> str:
+        if self.field == "features":
+            added, removed, retyped = self.feature_changes()
+            parts = [f"{verb} {', '.join(names)}" for verb, names in (("added", added), ("removed", removed)) if names]
+            return "; ".join(parts + [f"{f}: {a} -> {b}" for f, a, b in retyped])
+        if self.field == "ttl":
+            seconds = [None if t is None else t.total_seconds() for t in (self.old, self.new)]
+            return f"ttl_seconds: {seconds[0]!r} -> {seconds[1]!r}"
+        old, new = (list(v) if isinstance(v, tuple) else v for v in (self.old, self.new))
+        return f"{self.field}: {old!r} -> {new!r}"
+
+
+def diff_views(old: FeatureView, new: FeatureView) -> list[ViewChange]:
+    """What changed from one version of a view to the next, field by field (the features
+    first; a feature whose type becomes known at first ingest is not a change)."""
+    changes = []
+    features = ViewChange("features", old.feature_types, new.feature_types)
+    if any(features.feature_changes()):
+        changes.append(features)
+    for name in _DIFFED:
+        a, b = getattr(old, name), getattr(new, name)
+        if a != b:
+            changes.append(ViewChange(name, a, b))
+    if old.aggregations != new.aggregations:  # as the --aggregate flag writes them
+        before, after = (tuple(describe(a) for a in v.aggregations or ()) for v in (old, new))
+        changes.append(ViewChange("aggregations", before, after))
+    return changes
 
 
 def _feature_type(view: str, feature: str, duck_type: object) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 
 from fsnb import types
 from fsnb.errors import InvalidData, SchemaMismatch
-from fsnb.timeutil import is_ns
+from fsnb.timeutil import duration_us, is_ns
 
 _LO, _HI = -(2**63), 2**63
 _MISSING = object()
@@ -131,7 +131,7 @@ def _epoch_ns(v: Any) -> int | None:
     if isinstance(v, datetime):
         aware = v if v.tzinfo is not None else v.replace(tzinfo=timezone.utc)
         delta = aware - _EPOCH
-        return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+        return duration_us(delta) * 1_000
     return None
 
 

@@ -18,16 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 from fsnb.backends.duckdb_offline import OfflineStore
 from fsnb.commit import RegistryJournal
-from fsnb.config import StoreConfig, load_config, redact_url
+from fsnb.config import StoreConfig, load_config
 from fsnb.errors import FsnbError, StoreBusy, StoreError
 from fsnb.registry import Registry
 
 if TYPE_CHECKING:
     import duckdb
 
-    from fsnb.backends.redis_online import RedisOnlineStore
-    from fsnb.backends.sqlite_log import FeatureLog
-    from fsnb.backends.sqlite_online import OnlineStore
+    from fsnb.backends.contracts import FeatureLog, OnlineBackend, OnlineReader
+    from fsnb.sync.log_state import ProducerSession
 
 REGISTRY_FILE = "registry.sqlite"
 OFFLINE_FILE = "offline.duckdb"
@@ -39,13 +38,12 @@ LOG_FILE = "log.sqlite"
 class Caches:
     """What a store remembers between calls; cleared when definitions or data change."""
 
-    readers: dict[tuple[str, ...], Any] = field(default_factory=dict)  # online readers per feature list
+    readers: dict[tuple[str, ...], list[OnlineReader]] = field(default_factory=dict)  # online readers per feature list
     key_plans: dict[tuple[str, ...], Any] = field(default_factory=dict)  # online key typing per feature list
     checked: dict[tuple[str, Any], Any] = field(default_factory=dict)  # schema-only batch checks (streaming)
     registry_checked: float = float("-inf")  # when the registry change counter was last read
     registry_seen: int = 0
-    producer: Any = None  # the open producer session (fsnb.sync), if any
-    stats_at: dict[str, float] = field(default_factory=dict)  # view -> last full statistics count
+    producer: ProducerSession | None = None  # the open FeatureStore.producer() block, if any
     _scratch: threading.local = field(default_factory=threading.local)
 
     def forget_readers(self) -> None:
@@ -73,7 +71,7 @@ class StoreParts:
     config: StoreConfig
     registry: Registry
     offline: OfflineStore
-    online: OnlineStore | RedisOnlineStore
+    online: OnlineBackend
     caches: Caches = field(default_factory=Caches)
     _log: FeatureLog | None = None
     _log_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -141,7 +139,7 @@ def _placeholder_online() -> Any:
     return None
 
 
-def _open_online(parts: StoreParts) -> OnlineStore | RedisOnlineStore:
+def _open_online(parts: StoreParts) -> OnlineBackend:
     url = parts.config.online
     if url is None or url == "sqlite":
         from fsnb.backends.sqlite_online import OnlineStore
@@ -163,11 +161,8 @@ def open_log(parts: StoreParts) -> FeatureLog:
         from fsnb.backends.sqlite_log import SqliteLog
 
         return SqliteLog(parts.path)
-    try:
-        from fsnb.backends.redis_log import RedisLog
-    except ImportError:
-        msg = f"this fsnb has no Redis log backend (log = {redact_url(str(url))!r} in the store's config); remove the [log] setting"
-        raise StoreError(msg) from None
+    from fsnb.backends.redis_log import RedisLog
+
     store_id, new = parts.store_id()
     log = RedisLog(str(url), namespace=store_id, directory=parts.path)
     if new:  # kept only once the backend answered

@@ -6,9 +6,10 @@ training sets. ``path`` is relative to the server's root directory (an absolute
 path is accepted when it lies inside the root); anything that resolves outside
 the root is refused.
 
-Only SQLite files are read, through read-only connections: the registry (which
-mirrors each view's offline statistics in ``view_stats``), the online store's
-watermarks and the feature log's consumer offsets. DuckDB is never opened here: its file lock belongs to the kernel that
+Only SQLite files are read, through the backends' read-only opens: the registry
+(which mirrors each view's offline statistics in ``view_stats``), the online store's
+watermarks (``sqlite_online.read_last_updates``) and the feature log's consumer
+offsets (``sqlite_log.read_view_lag``). DuckDB is never opened here: its file lock belongs to the kernel that
 writes the store, and SQLite in WAL mode lets readers proceed during its writes.
 """
 
@@ -28,13 +29,13 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 
 from fsnb import aggregation_views
+from fsnb.backends.sqlite_log import LOG_FILE, read_view_lag
+from fsnb.backends.sqlite_online import ONLINE_FILE, read_last_updates
 from fsnb.definitions import format_ttl
 from fsnb.errors import FsnbError, StoreError, one_line
-from fsnb.registry import Registry, ViewSummary, connect_sqlite, readonly_mode
+from fsnb.registry import Registry, ViewSummary, readonly_mode
 
 REGISTRY_FILE = "registry.sqlite"
-ONLINE_FILE = "online.sqlite"
-LOG_FILE = "log.sqlite"  # the streaming path's feature log (fsnb/backends/sqlite_log.py)
 API_PATH = "fsnb/api/store"
 T = TypeVar("T")
 
@@ -141,9 +142,9 @@ def _describe(registry_file: Path, online_file: Path | None, log_file: Path | No
         return views, training_sets
 
     views, training_sets = _read(registry_file, read_registry)
-    online = {} if online_file is None else _read(online_file, lambda: _read_online_updates(online_file))
+    online = {} if online_file is None else _read(online_file, lambda: read_last_updates(online_file))
     stream_views = [v["name"] for v in views if v["stream"]]
-    log = {} if log_file is None else _read(log_file, lambda: _read_log(log_file, stream_views))
+    log = {} if log_file is None else _read(log_file, lambda: read_view_lag(log_file, stream_views))
     for view in views:
         name = view["name"]
         lag, pushed = log.get(name, (None, None))
@@ -167,7 +168,7 @@ def _view_json(summary: ViewSummary) -> dict[str, Any]:
         "created_timestamp_field": view.created_timestamp_field,
         "features": [{"name": f, "type": t} for f, t in aggregation_views.served_types(view).items()],
         "aggregations": aggregation_views.view_json(view),  # None for an ordinary view
-        "ttl": None if view.ttl is None else format_ttl(view.ttl),  # type: ignore[arg-type]
+        "ttl": None if view.ttl is None else format_ttl(view.ttl),
         "online": bool(view.online),
         "stream": view.sync == "stream",
         "sync": view.sync,
@@ -188,52 +189,6 @@ def _training_set_json(record: dict[str, Any]) -> dict[str, Any]:
         "features": record.get("features", []),
         "rows": record.get("rows"),
     }
-
-
-def _read_online_updates(path: Path) -> dict[str, float]:
-    """Each view's last online write (materialization or stream), from the watermarks table."""
-    if not path.is_file():
-        return {}
-    con = connect_sqlite(path, readonly=True)
-    try:
-        rows = con.execute("SELECT name, updated_at FROM _fsnb_watermarks").fetchall()
-    except sqlite3.OperationalError:  # nothing materialized yet: the table may not exist
-        return {}
-    finally:
-        con.close()
-    return {name: ts for name, ts in rows if ts is not None}
-
-
-def _read_log(path: Path, views: list[str]) -> dict[str, tuple[int, float | None]]:
-    """Per stream view: entries of the feature log that the slower of the two consumers
-    (online, offline) has not applied yet, and when its latest batch applied online was pushed."""
-    if not views or not path.is_file():
-        return {}
-    con = connect_sqlite(path, readonly=True)
-    try:
-        con.execute("BEGIN")
-        consumers = {n: (c, u) for n, c, u in con.execute("SELECT name, committed, updated_us FROM consumers")}
-        online_at, online_commit_us = consumers.get("online", (0, None))
-        offline_at = consumers.get("offline", (0, None))[0]
-        result: dict[str, tuple[int, float | None]] = {}
-        for name in views:
-            (lag,) = con.execute(
-                "SELECT count(*) FROM entries WHERE view = ? AND position > ?", (name, min(online_at, offline_at))
-            ).fetchone()
-            (pushed_us,) = con.execute(
-                "SELECT max(appended_us) FROM entries WHERE view = ? AND position <= ?", (name, online_at)
-            ).fetchone()
-            if pushed_us is None and online_at:
-                # applied entries may be compacted away: the online consumer's last commit
-                # is then the latest time this view's online values can have changed
-                pushed_us = online_commit_us
-            result[name] = (int(lag), None if pushed_us is None else pushed_us / 1e6)
-        con.execute("COMMIT")
-    except sqlite3.OperationalError:  # a log that was never written to has no tables yet
-        return {}
-    finally:
-        con.close()
-    return result
 
 
 def _iso(ts: float | None) -> str | None:

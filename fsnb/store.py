@@ -17,12 +17,10 @@ import polars as pl
 import pyarrow as pa
 
 from fsnb import aggregation_views, types
-from fsnb.aggregation_views import served_features
 from fsnb.backends.duckdb_offline import OfflineStore, Written
 from fsnb.backends.duckdb_pit import LABELS, ROW, T, ViewSelection, point_in_time_sql
-from fsnb.backends.sqlite_online import OnlineStore, ViewReader
 from fsnb.config import DEFAULT_STORE, StoreConfig, store_path
-from fsnb.definitions import FeatureView, parse_feature_refs
+from fsnb.definitions import FeatureView, ViewChange, diff_views, parse_feature_refs
 from fsnb.entity import KeyPlan
 from fsnb.errors import (
     FsnbError,
@@ -42,12 +40,10 @@ from fsnb.timeutil import NS_RANGE, now_us, outside_ns_range
 from fsnb.validation import arrow_duck_types, check_batch, check_view
 
 if TYPE_CHECKING:
-    from typing import TypeAlias
+    from contextlib import AbstractContextManager
 
-    from fsnb.aggregation_views import AggregationReader
-    from fsnb.backends.redis_online import RedisOnlineStore, RedisViewReader
-
-    Reader: TypeAlias = ViewReader | RedisViewReader | AggregationReader
+    from fsnb.backends.contracts import OnlineBackend, OnlineReader
+    from fsnb.sync.monitor import SkewReport
 
 DEFAULT_PATH = DEFAULT_STORE
 
@@ -60,7 +56,7 @@ class Registration:
     version: int
     new_version: bool
     rows_written: int = 0
-    changes: list[str] = field(default_factory=list)
+    changes: list[ViewChange] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
     # With replace=True: stored rows the data no longer holds, and stored rows it kept as they were.
     rows_removed: int = 0
@@ -71,7 +67,7 @@ class Registration:
         return f"<Registration {self.view.name} {what}, {self.rows_written} rows written>"
 
     def _repr_html_(self) -> str:
-        from fsnb.notebook.display import registration_html
+        from fsnb.notebook.render import registration_html
 
         return registration_html(self)
 
@@ -121,9 +117,9 @@ class FeatureStore:
                 raise FsnbError(msg)
         self.parts = open_parts(Path(path).expanduser().resolve(), online=online, log=log, lock_timeout=lock_timeout)
         if self.parts.has_log:
-            from fsnb.sync.streaming import announce_uncommitted
+            from fsnb.sync.log_state import announce_uncommitted
 
-            announce_uncommitted(self)  # a pushing process died before its consumers committed
+            announce_uncommitted(self.parts)  # a pushing process died before its consumers committed
 
     # The parts, by name (docs/architecture.md): what the facade delegates to.
     @property
@@ -143,7 +139,7 @@ class FeatureStore:
         return self.parts.offline
 
     @property
-    def online(self) -> OnlineStore | RedisOnlineStore:
+    def online(self) -> OnlineBackend:
         return self.parts.online
 
     @property
@@ -175,9 +171,10 @@ class FeatureStore:
         return f"FeatureStore({str(self.path)!r}, views={self.registry.names()})"
 
     def _repr_html_(self) -> str:
-        from fsnb.notebook.display import store_html
+        from fsnb.notebook.gather import view_entries
+        from fsnb.notebook.render import store_html
 
-        return store_html(self)
+        return store_html(str(self.path), view_entries(self.parts), self.list_training_sets())
 
     # -- definitions -------------------------------------------------------------
     def list_feature_views(self) -> list[FeatureView]:
@@ -244,7 +241,7 @@ class FeatureStore:
             aggregation_views.check_online(self.online, candidate)  # hook: aggregation views need SQLite online
             if current is not None:
                 _check_compatible(current.view, candidate, has_data=lambda: self.offline.has_rows(con, view.name))
-            changes = _diff(current.view, candidate) if current else []
+            changes = diff_views(current.view, candidate) if current else []
             new_version = current is None or candidate.to_dict() != current.view.to_dict()
             if new_version:
                 version = self.registry.next_version(view.name)
@@ -281,7 +278,7 @@ class FeatureStore:
     def _register_definition_unchecked(self, current: ViewVersion | None, candidate: FeatureView) -> Registration:
         check_view(candidate, self.online.columns(candidate.name))  # what every store can hold, data or not
         aggregation_views.check_online(self.online, candidate)  # hook: aggregation views need SQLite online
-        changes = _diff(current.view, candidate) if current else []
+        changes = diff_views(current.view, candidate) if current else []
         new_version = current is None or candidate.to_dict() != current.view.to_dict()
         if new_version:
             version = self.registry.put(candidate)
@@ -312,12 +309,12 @@ class FeatureStore:
 
         Log entries still unapplied for it are dropped by the consumers: they belong to
         this view's identity, and a view created later under the name has another."""
-        from fsnb.sync.streaming import forget_view
+        from fsnb.sync.log_state import forget_view
 
         _view_name(name)
         if not self.registry.has(name):  # a view with unreadable rows can still be deleted
             self.registry.latest(name)  # raises with a suggestion
-        forget_view(self, name)
+        forget_view(self.registry, name)
         self.offline.drop(name)
         self.online.drop(name)
         self.registry.delete_view(name)
@@ -349,15 +346,6 @@ class FeatureStore:
                 return 0
             return int(con.execute(f"SELECT count(*) FROM {offline_table(name)}").fetchall()[0][0])
 
-    def _refresh_stats(self, view: FeatureView) -> dict[str, Any]:
-        """Mirror the statistics the offline store committed (counted once for older stores)."""
-        with self.offline.connect() as con:
-            stats = self.offline.committed_stats(con, view.name)
-        if stats is None:
-            stats = self.offline.stats(view)
-        self.registry.set_stats(view.name, stats)
-        return stats
-
     # -- feature references -------------------------------------------------------
     def resolve(self, features: str | Iterable[str], *, full_feature_names: bool = False) -> FeatureSelection:
         refs = parse_feature_refs(features)
@@ -367,7 +355,7 @@ class FeatureStore:
             if ref.view not in by_view:
                 by_view[ref.view] = ViewSelection(view, [], [])
             sel = by_view[ref.view]
-            served = served_features(view)  # hook: an aggregation view serves its aggregations
+            served = aggregation_views.served_features(view)  # hook: an aggregation view serves its aggregations
             names = list(served) if ref.feature == "*" else [ref.feature]
             for f in names:
                 if f not in served:
@@ -560,7 +548,7 @@ class FeatureStore:
             caches.registry_checked = now
         return caches.registry_seen
 
-    def _build_readers(self, features: tuple[str, ...]) -> tuple[list[Reader], list[str]]:
+    def _build_readers(self, features: tuple[str, ...]) -> tuple[list[OnlineReader], list[str]]:
         selection = self.resolve(features)
         readers = [
             aggregation_views.reader(self.online, s.view, s.features, s.output_names) if s.view.aggregations  # hook
@@ -612,7 +600,7 @@ class FeatureStore:
         from fsnb.sync.materialize import materialize
 
         _materialize_args(views, progress)
-        result = materialize(self, start=start, end=end, views=views, incremental=False, progress=progress)
+        result = materialize(self.parts, start=start, end=end, views=views, incremental=False, progress=progress)
         self._readers.clear()
         return result
 
@@ -621,43 +609,64 @@ class FeatureStore:
         from fsnb.sync.materialize import materialize
 
         _materialize_args(views, progress)
-        result = materialize(self, start=None, end=end, views=views, incremental=True, progress=progress)
+        result = materialize(self.parts, start=None, end=end, views=views, incremental=True, progress=progress)
         self._readers.clear()
         return result
 
-    # -- streaming (fsnb.sync.streaming) -------------------------------------------------------
+    # -- streaming (fsnb.sync) ---------------------------------------------------------------
     def push(self, name: str, data: Any, *, namespace: Mapping[str, Any] | None = None) -> int:
         """Append a batch to the feature log and apply it to both stores; return its log offset.
 
         The batch is validated whole (against the newest view version it fits) and
         nothing is appended if it is bad; once this returns the entry is on disk.
         """
-        from fsnb.sync.streaming import push
+        from fsnb.sync.push import push
 
         _view_name(name)
         _check_namespace(namespace)
-        return push(self, name, data, namespace=namespace)
+        return push(self.parts, name, data, namespace=namespace)
+
+    def producer(self, *, offline_every: int = 64) -> AbstractContextManager[None]:
+        """A block of fast pushes: the offline store stays open and is applied to in groups
+        of ``offline_every`` entries (every push is still durable and online at once); the
+        offline store has everything when the block ends."""
+        from fsnb.sync.push import producer
+
+        return producer(self.parts, offline_every=offline_every)
 
     def sync(self) -> dict[str, int]:
         """Apply log entries a consumer had not committed (what a restarted process runs)."""
-        from fsnb.sync.streaming import sync
+        from fsnb.sync.consumers import sync
 
-        result = sync(self)
-        self._readers.clear()
-        return result
+        return sync(self.parts)
+
+    def set_retention(self, *, keep_entries: int = 0, keep_seconds: float = 0.0) -> None:
+        """How much of the consumed log to keep (the offline store is the history): entries
+        both consumers committed are dropped unless among the last ``keep_entries`` or
+        younger than ``keep_seconds``; unconsumed entries are never dropped."""
+        from fsnb.sync.retention import set_retention
+
+        set_retention(self.parts.log, keep_entries=keep_entries, keep_seconds=keep_seconds)
+
+    def set_aside(self) -> list[dict[str, Any]]:
+        """The log entries a consumer could not apply and passed over: consumer, offset,
+        view, rows, error (each also announced by an EntrySetAside warning)."""
+        from fsnb.sync.log_state import set_aside
+
+        return set_aside(self.parts.log)
 
     def freshness(self) -> pl.DataFrame:
         """Per view: newest event time offline and online, log end, consumer offsets and lag."""
-        from fsnb.sync.streaming import freshness
+        from fsnb.sync.monitor import freshness
 
-        return freshness(self)
+        return freshness(self.parts)
 
-    def check_skew(self, name: str) -> Any:
+    def check_skew(self, name: str) -> SkewReport:
         """Compare each online vector with the offline point-in-time value now (a SkewReport)."""
-        from fsnb.sync.streaming import check_skew
+        from fsnb.sync.monitor import check_skew
 
         _view_name(name)
-        return check_skew(self, name)
+        return check_skew(self.parts, name)
 
 
 # -- argument checks at the public methods' entrance -------------------------------------
@@ -834,26 +843,6 @@ def _after_commit(action: Callable[[], object], what: str) -> None:
         action()
     except (OSError, sqlite3.OperationalError) as exc:
         warnings.warn(f"fsnb: the rows are stored, but {what} failed: {one_line(exc)}", RegistryBehind, stacklevel=3)
-
-
-def _diff(old: FeatureView, new: FeatureView) -> list[str]:
-    """Human-readable changes between two versions."""
-    changes = []
-    a, b = old.to_dict(), new.to_dict()
-    old_f, new_f = old.feature_types, new.feature_types
-    added = [f for f in new_f if f not in old_f]
-    removed = [f for f in old_f if f not in new_f]
-    if added:
-        changes.append("added " + ", ".join(added))
-    if removed:
-        changes.append("removed " + ", ".join(removed))
-    retyped = [f"{f}: {old_f[f]} -> {new_f[f]}" for f in new_f if f in old_f and old_f[f] and new_f[f] and old_f[f] != new_f[f]]
-    changes.extend(retyped)
-    for key in ("ttl_seconds", "online", "sync", "description", "tags", "query", "entities", "timestamp_field", "created_timestamp_field"):
-        if a.get(key) != b.get(key):
-            changes.append(f"{key}: {a.get(key)!r} -> {b.get(key)!r}")
-    changes.extend(aggregation_views.diff(old, new))  # hook: aggregations added/removed
-    return changes
 
 
 def _plain_pit(con: Any, arrow: pa.Table, sels: list[ViewSelection], key_types: dict[str, str], as_of_ingestion: bool,

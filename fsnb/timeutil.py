@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import date, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, overload
 
 from fsnb.errors import InvalidData
 
@@ -48,7 +48,21 @@ def utc_ns(value: Any, what: str = "time") -> int:
         nanos = int(value.nanosecond)
     aware = utc(value.replace(nanosecond=0) if nanos else value, what)
     delta = aware - _EPOCH
-    return (delta // timedelta(microseconds=1)) * 1000 + nanos
+    return duration_us(delta) * 1000 + nanos
+
+
+@overload
+def duration_us(delta: timedelta) -> int: ...
+
+
+@overload
+def duration_us(delta: None) -> None: ...
+
+
+def duration_us(delta: timedelta | None) -> int | None:
+    """A duration as whole microseconds (integer arithmetic, exact for any timedelta; a
+    timedelta holds whole microseconds); None stays None (no TTL)."""
+    return None if delta is None else delta // _MICROSECOND
 
 
 def now() -> datetime:
@@ -69,8 +83,9 @@ def is_ns(duck_type: str) -> bool:
 # What a nanosecond time can hold (DuckDB's TIMESTAMP_NS: a signed 64-bit count).
 NS_RANGE = "1677-09-22 to 2262-04-11"
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_NS_LO = (datetime(1677, 9, 22, tzinfo=timezone.utc) - _EPOCH) // timedelta(microseconds=1) * 1000
-_NS_HI = (datetime(2262, 4, 11, tzinfo=timezone.utc) - _EPOCH) // timedelta(microseconds=1) * 1000
+_MICROSECOND = timedelta(microseconds=1)
+_NS_LO = duration_us(datetime(1677, 9, 22, tzinfo=timezone.utc) - _EPOCH) * 1000
+_NS_HI = duration_us(datetime(2262, 4, 11, tzinfo=timezone.utc) - _EPOCH) * 1000
 _STEP = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
 
 

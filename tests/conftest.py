@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,3 +71,21 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         if skipped:
             reporter.write_line(f"CI=true: {len(skipped)} test(s) skipped; every component must be installed", red=True)
             session.exitstatus = 1
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """One local SparkSession for the test session (local[2], 2 shuffle partitions, no UI,
+    loopback). Its JVM runs in a non-UTC zone on purpose: fsnb must not depend on it.
+    Missing pyspark or Java fails the run under CI=true, else skips."""
+    from fsnb.backends.spark_offline import local_session
+    from fsnb.errors import FsnbError
+
+    try:
+        session = local_session(2, {"spark.driver.extraJavaOptions": "-Duser.timezone=America/Los_Angeles"})
+    except FsnbError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    yield session
+    session.stop()

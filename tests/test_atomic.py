@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 import fsnb
-from fsnb.backends.duckdb_offline import OfflineStore
+from fsnb.backends import duckdb_write
 from fsnb.commit import RegistryBehind
 from fsnb.errors import SchemaMismatch, StoreError
 from fsnb.registry import Registry
@@ -125,7 +125,7 @@ def test_a_failed_offline_write_publishes_nothing(tmp_path: Path, monkeypatch: p
         def fail(*_: Any, **__: Any) -> None:
             raise duckdb.IOException("IO Error: No space left on device")
 
-        monkeypatch.setattr(OfflineStore, "_next_stats", fail)
+        monkeypatch.setattr(duckdb_write, "_next_stats", fail)
         with pytest.raises(duckdb.IOException):
             store.register(fsnb.FeatureView("v", entities=["k"], description="two"), _batch(1))
         with pytest.raises(duckdb.IOException):

@@ -554,7 +554,7 @@ MAGICS = [
     line("online_features", "archive:login_count --entity user_id=1"),
     line("online_features", "user_stats:login_count --entity user_id=1 -o 1x"),
     line("online_features", "user_stats:login_count --entity user_id=99999999999999999999999"),
-    line("online_features", "user_stats:login_count --entity 'user_id=\"42\"'", xfail("t-values")),
+    line("online_features", "user_stats:login_count --entity 'user_id=\"42\"'"),
     line("materialize", "--start garbage"),
     line("materialize", "--end yesterday"),
     line("materialize", "--start 2024-03-02 --end 2024-03-01"),

@@ -15,8 +15,8 @@ import pytest
 import fsnb
 from fsnb.backends.sqlite_log import encode_batch
 from fsnb.errors import FsnbError, StoreError
-from fsnb.sync import streaming
-from fsnb.sync.streaming import EntrySetAside, log_of
+from fsnb.sync import push as push_module
+from fsnb.sync.log_state import EntrySetAside, view_id
 
 T0 = dt.datetime(2024, 3, 1)
 
@@ -60,11 +60,11 @@ BAD_BATCHES = {
 def test_a_batch_a_consumer_would_refuse_is_refused_before_the_append(online_store: fsnb.FeatureStore, case: str) -> None:
     store = online_store
     two_stream_views(store)
-    end = log_of(store).end_offset()
+    end = store.parts.log.end_offset()
     with pytest.raises(FsnbError) as excinfo:
         store.push("a", BAD_BATCHES[case]())
     one_line_error(excinfo)
-    assert log_of(store).end_offset() == end  # nothing appended
+    assert store.parts.log.end_offset() == end  # nothing appended
     # ...so nothing blocks the other views (on main the entry blocked every later push)
     store.push("b", batch([2], [20]))
     assert store.sync()["online"] == 0
@@ -117,8 +117,8 @@ def test_an_entry_that_cannot_be_applied_is_set_aside_and_the_others_go_on(onlin
     # An entry no validation would have let through (a store written by an older fsnb,
     # another writer of the log): 'x' is text in a BIGINT view.
     bad = pa.table({"k": [2], "event_timestamp": pa.array([T0]), "x": ["not a number"]})
-    log = log_of(store)
-    bad_offset = log.append("a", store.version_of("a"), encode_batch(bad), 1, streaming.view_id(store, "a") or "")
+    log = store.parts.log
+    bad_offset = log.append("a", store.version_of("a"), encode_batch(bad), 1, view_id(store.registry, "a") or "")
     with pytest.warns(EntrySetAside, match=f"entry {bad_offset} \\('a'"):
         store.push("b", batch([1], [10]))  # on main: raised, and so did every later push and sync
     store.push("b", batch([2], [20]))
@@ -126,7 +126,7 @@ def test_an_entry_that_cannot_be_applied_is_set_aside_and_the_others_go_on(onlin
     assert store.read("b").height == 2
     assert store.get_online_features("a:x", [{"k": 1}, {"k": 2}])["x"] == [1, None]
     assert store.read("a").height == 1
-    assert [(r["consumer"], r["offset"]) for r in streaming.set_aside(store)] == [("online", bad_offset), ("offline", bad_offset)]
+    assert [(r["consumer"], r["offset"]) for r in store.set_aside()] == [("online", bad_offset), ("offline", bad_offset)]
     fresh = store.freshness()
     assert dict(zip(fresh["view"], fresh["set_aside"], strict=True)) == {"a": 2, "b": 0}
     assert dict(zip(fresh["view"], fresh["online_lag"], strict=True)) == {"a": 0, "b": 0}
@@ -138,7 +138,7 @@ def test_an_entry_that_cannot_be_applied_is_set_aside_and_the_others_go_on(onlin
 def test_a_failure_every_entry_shares_sets_nothing_aside(store: fsnb.FeatureStore, monkeypatch: pytest.MonkeyPatch) -> None:
     """The store failing (not the entry): the consumer stops, commits nothing, retries later."""
     two_stream_views(store)
-    committed = log_of(store).committed("online")
+    committed = store.parts.log.committed("online")
 
     def broken(*args: object, **kwargs: object) -> None:
         raise sqlite3.OperationalError("disk I/O error")
@@ -151,10 +151,10 @@ def test_a_failure_every_entry_shares_sets_nothing_aside(store: fsnb.FeatureStor
         with pytest.raises(StoreError):
             store.push("b", batch([2], [2]))
     assert "disk I/O error" in one_line_error(excinfo)
-    assert log_of(store).committed("online") == committed
+    assert store.parts.log.committed("online") == committed
     monkeypatch.undo()
     assert store.sync()["online"] == 2
-    assert streaming.set_aside(store) == []
+    assert store.set_aside() == []
     assert store.get_online_features("a:x", [{"k": 1}])["x"] == [1]
     assert store.get_online_features("b:x", [{"k": 1}, {"k": 2}])["x"] == [10, 2]
 
@@ -188,7 +188,7 @@ def test_an_unapplied_push_never_reaches_a_new_view_of_the_same_name(
     store = online_store
     store.register(fsnb.FeatureView("v", entities=["k"], sync="stream"))
     with monkeypatch.context() as m:
-        m.setattr(streaming, "apply_pending", lambda *args, **kwargs: 0)  # the pushing process dies
+        m.setattr(push_module, "apply_pending", lambda *args, **kwargs: 0)  # the pushing process dies
         store.push("v", batch([1], [111]))
     store.delete_feature_view("v")
     store.register(fsnb.FeatureView("v", entities=["k"], sync="stream"))
@@ -208,7 +208,7 @@ def test_a_log_from_before_view_ids_is_still_applied(tmp_path: Path) -> None:
     store = fsnb.FeatureStore(tmp_path / "s")
     store.register(fsnb.FeatureView("v", entities=["k"], sync="stream"))
     store.push("v", batch([1], [1]))
-    log = log_of(store)
+    log = store.parts.log
     log.append("v", 1, encode_batch(batch([2], [2]).to_arrow()), 1)
     store.sync()
     assert store.get_online_features("v:x", [{"k": 2}])["x"] == [2]

@@ -146,7 +146,6 @@ ZYGOTE = textwrap.dedent(
     import polars as pl
     import pandas, pyarrow.compute, dateutil.parser, sqlite3  # what the first operation imports
     import fsnb, fsnb.store, fsnb.validation, fsnb.sync.materialize, fsnb.backends.sqlite_log
-    from fsnb.sync.streaming import producer
 
     def batch(i, keys=20):
         return pl.DataFrame({
@@ -166,7 +165,7 @@ ZYGOTE = textwrap.dedent(
             out.write(f"{i}\\n"); out.flush()
         i = start
         if kind == "producer":
-            with producer(store, offline_every=3):
+            with store.producer(offline_every=3):
                 while True:
                     store.push("s", batch(i)); ack(i); i += 1
         while True:
@@ -390,7 +389,7 @@ def _stream_check(path: Path, acked: int) -> int:
     return n
 
 
-_quiet_log = pytest.mark.filterwarnings("ignore::fsnb.sync.streaming.UncommittedLog")  # expected after each kill
+_quiet_log = pytest.mark.filterwarnings("ignore::fsnb.sync.log_state.UncommittedLog")  # expected after each kill
 
 
 def _stream_store(path: Path) -> None:

@@ -43,7 +43,7 @@ def test_identical_registration_is_a_no_op_and_changes_make_versions(store) -> N
     assert (again.version, again.new_version, again.rows_written) == (1, False, 0)
     changed = store.register(fsnb.FeatureView("user_stats", entities=["user_id"], ttl="7d", description="weekly"))
     assert changed.version == 2 and changed.new_version
-    assert "ttl_seconds: 2592000.0 -> 604800.0" in changed.changes
+    assert "ttl_seconds: 2592000.0 -> 604800.0" in [str(c) for c in changed.changes]
     versions = store.list_versions("user_stats")
     assert [v.version for v in versions] == [1, 2]
     assert versions[0].view.ttl == timedelta(days=30)
@@ -57,7 +57,7 @@ def test_adding_a_feature_is_a_new_version_and_old_rows_read_null(store) -> None
     store.register(fsnb.FeatureView("user_stats", entities=["user_id"]), EVENTS)
     wider = EVENTS.with_columns(country=pl.lit("fr")).with_columns(pl.col("event_timestamp") + timedelta(days=10))
     reg = store.register(fsnb.FeatureView("user_stats", entities=["user_id"]), wider)
-    assert reg.version == 2 and reg.changes == ["added country"]
+    assert reg.version == 2 and [str(c) for c in reg.changes] == ["added country"]
     history = store.read("user_stats")
     assert history["country"].to_list() == [None, None, "fr", "fr"]
 
@@ -109,3 +109,41 @@ def test_untyped_features_carry_over_without_becoming_a_type(store) -> None:
     assert again.view.feature_types == {"login_count": None}
     store.ingest("user_stats", EVENTS.drop("avg_purchase"))
     assert store.get_feature_view("user_stats").feature_types == {"login_count": "BIGINT"}
+
+
+def test_ttl_is_a_timedelta_once_a_view_exists() -> None:
+    import dataclasses
+
+    from fsnb.definitions import FeatureView
+
+    assert FeatureView.__annotations__["ttl"] == "timedelta | None"
+    for given, expected in (("30d", timedelta(days=30)), (90, timedelta(seconds=90)), (timedelta(hours=2), timedelta(hours=2)), (None, None)):
+        view = FeatureView("v", entities=["k"], ttl=given)
+        assert view.ttl == expected and (expected is None or type(view.ttl) is timedelta)
+        assert dataclasses.replace(view, description="x").ttl == expected
+        assert FeatureView.from_dict(view.to_dict()) == view
+
+
+def test_duration_us_is_exact_integer_arithmetic() -> None:
+    from fsnb.timeutil import duration_us
+
+    longest = timedelta(days=999_999, seconds=86_399, microseconds=999_999)
+    exact = (999_999 * 86_400 + 86_399) * 1_000_000 + 999_999
+    assert duration_us(longest) == exact and isinstance(duration_us(longest), int)
+    assert int(longest.total_seconds() * 1_000_000) != exact  # what a float of seconds would give
+    assert duration_us(None) is None and duration_us(timedelta(0)) == 0
+
+
+def test_definition_diff_is_structured() -> None:
+    from fsnb.definitions import FeatureView, ViewChange, diff_views
+
+    old = FeatureView("v", entities=["k"], ttl="30d", features={"a": "BIGINT", "b": "DOUBLE"})
+    new = FeatureView("v", entities=["k"], ttl=None, features={"a": "VARCHAR", "c": "BIGINT"}, online=False)
+    changes = diff_views(old, new)
+    assert [c.field for c in changes] == ["features", "ttl", "online"]
+    assert changes[1] == ViewChange("ttl", timedelta(days=30), None)
+    assert changes[0].feature_changes() == (["c"], ["b"], [("a", "BIGINT", "VARCHAR")])
+    assert [str(c) for c in changes] == ["added c; removed b; a: BIGINT -> VARCHAR", "ttl_seconds: 2592000.0 -> None", "online: True -> False"]
+    assert diff_views(old, old) == []
+    # a type that becomes known at first ingest is not a change
+    assert diff_views(FeatureView("v", entities=["k"], features=["a"]), FeatureView("v", entities=["k"], features={"a": "BIGINT"})) == []

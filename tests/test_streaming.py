@@ -18,8 +18,10 @@ import pytest
 
 import fsnb
 from fsnb.errors import InvalidData, InvalidDefinition, SchemaMismatch, UnknownFeatureView
-from fsnb.sync import streaming
-from fsnb.sync.streaming import UncommittedLog, apply_entries, log_of
+from fsnb.sync import consumers, retention
+from fsnb.sync import push as push_module
+from fsnb.sync.consumers import apply_entries
+from fsnb.sync.log_state import UncommittedLog
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = dt.datetime(2024, 3, 1)
@@ -99,7 +101,6 @@ def test_statistics_follow_pushes(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     store = stream_store(tmp_path / "s")
     store.push("clicks", events([1, 2], [10, 20], [1, 1]))
     assert store.stats("clicks")["rows"] == 2 and store.stats("clicks")["entities"] == 2
-    monkeypatch.setattr(streaming, "_STATS_EVERY", 3600.0)  # from now on: updated, not recounted
     store.push("clicks", events([3], [5], [1]))
     store.push("clicks", events([1], [99], [1]))
     stats = store.stats("clicks")
@@ -120,7 +121,7 @@ def test_a_busy_offline_store_does_not_fail_a_durable_push(tmp_path: Path, monke
     def busy(store: fsnb.FeatureStore, entries: object) -> None:
         raise fsnb.StoreBusy("the offline store is held by another process (PID 1) for more than 60s")
 
-    monkeypatch.setattr(streaming, "_apply_offline", busy)
+    monkeypatch.setattr(consumers, "apply_offline", busy)
     with pytest.warns(UncommittedLog, match="entry 2 is durable and online, but not yet offline"):
         assert store.push("clicks", events([1], [5], [2])) == 2
     assert online(store, [1])["clicks"] == [2]
@@ -134,7 +135,7 @@ def test_a_busy_offline_store_does_not_fail_a_durable_push(tmp_path: Path, monke
 def test_bad_batches_are_rejected_whole_and_nothing_is_appended(tmp_path: Path) -> None:
     store = stream_store(tmp_path / "s")
     store.push("clicks", events([1], [0], [1]))
-    end = log_of(store).end_offset()
+    end = store.parts.log.end_offset()
     with pytest.raises(InvalidData, match="null entity key"):
         store.push("clicks", pl.DataFrame({"user_id": [2, None], "event_timestamp": [T0, T0], "clicks": [1, 2]}))
     with pytest.raises(SchemaMismatch, match="stores it as BIGINT"):
@@ -148,7 +149,7 @@ def test_bad_batches_are_rejected_whole_and_nothing_is_appended(tmp_path: Path) 
     store.register(fsnb.FeatureView("batchy", entities=["user_id"]), events([1], [0], [1]))
     with pytest.raises(InvalidDefinition, match="sync='stream'"):
         store.push("batchy", events([1], [1], [1]))
-    assert log_of(store).end_offset() == end
+    assert store.parts.log.end_offset() == end
     assert len(offline_rows(store)) == 1
     assert online(store, [2]) == {"user_id": [2], "clicks": [None]}
 
@@ -156,18 +157,18 @@ def test_bad_batches_are_rejected_whole_and_nothing_is_appended(tmp_path: Path) 
 # -- at-least-once delivery is harmless ------------------------------------------------
 def test_replayed_and_reordered_entries_change_nothing(tmp_path: Path, log_backend: str) -> None:
     store = stream_store(tmp_path / "a")
-    streaming.set_retention(store, keep_entries=100)
+    store.set_retention(keep_entries=100)
     store.push("clicks", events([1, 2], [0, 0], [1, 10]))
     store.push("clicks", events([1], [100], [2]))
     store.push("clicks", events([1, 2], [200, 50], [3, 11]))
     store.push("clicks", events([3], [0], [30]))
-    entries = log_of(store).read_from(1)
+    entries = store.parts.log.read_from(1)
     assert len(entries) == 4
     before = (offline_rows(store), online_dump(store))
     for _ in range(2):
         for consumer in ("online", "offline"):
-            apply_entries(store, consumer, list(reversed(entries)))
-            apply_entries(store, consumer, entries)
+            apply_entries(store.parts, consumer, list(reversed(entries)))
+            apply_entries(store.parts, consumer, entries)
     assert (offline_rows(store), online_dump(store)) == before
     assert store.check_skew("clicks").mismatches == 0
 
@@ -176,8 +177,8 @@ def test_replayed_and_reordered_entries_change_nothing(tmp_path: Path, log_backe
     other = stream_store(tmp_path / "b", features={"clicks": "BIGINT"}, entity_types={"user_id": "BIGINT"})
     for _ in range(2):
         for entry in reversed(entries):
-            apply_entries(other, "online", [entry])
-            apply_entries(other, "offline", [entry])
+            apply_entries(other.parts, "online", [entry])
+            apply_entries(other.parts, "offline", [entry])
     assert online(other, [1, 2, 3]) == {"user_id": [1, 2, 3], "clicks": [3, 11, 30]}
     assert online_dump(other) == online_dump(store)
     assert offline_rows(other) == offline_rows(store)
@@ -237,7 +238,7 @@ def test_skew_is_reported_when_the_stores_disagree(tmp_path: Path) -> None:
 # -- crashes: the log tail is replayed by sync() --------------------------------------------
 def test_unapplied_entries_are_announced_and_synced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = stream_store(tmp_path / "s")
-    monkeypatch.setattr(streaming, "apply_pending", lambda store, consumer, just_appended=None: 0)
+    monkeypatch.setattr(push_module, "apply_pending", lambda store, consumer, just_appended=None: 0)
     store.push("clicks", events([1], [0], [1]))
     store.push("clicks", events([2], [0], [2]))
     fresh = store.freshness().row(0, named=True)
@@ -259,10 +260,10 @@ def test_unapplied_entries_are_announced_and_synced(tmp_path: Path, monkeypatch:
 def test_schema_evolution_old_entries_apply_with_null_new_features(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = stream_store(tmp_path / "s")
     store.push("clicks", events([1], [0], [1]))
-    real = streaming.apply_pending
-    monkeypatch.setattr(streaming, "apply_pending", lambda store, consumer, just_appended=None: 0)
+    real = push_module.apply_pending
+    monkeypatch.setattr(push_module, "apply_pending", lambda store, consumer, just_appended=None: 0)
     store.push("clicks", events([2], [0], [2]))  # appended under version 1, not yet applied
-    monkeypatch.setattr(streaming, "apply_pending", real)
+    monkeypatch.setattr(push_module, "apply_pending", real)
     reg = store.register(
         fsnb.FeatureView("clicks", entities=["user_id"], sync="stream", features={"clicks": "BIGINT", "score": "DOUBLE"})
     )
@@ -271,7 +272,7 @@ def test_schema_evolution_old_entries_apply_with_null_new_features(tmp_path: Pat
     # A producer still on the old schema is accepted under version 1; the new schema under 2.
     old = store.push("clicks", events([3], [0], [3]))
     new = store.push("clicks", events([4], [0], [4], score=[0.5]))
-    versions = {e.offset: e.version for e in log_of(store).read_from(1)} or None
+    versions = {e.offset: e.version for e in store.parts.log.read_from(1)} or None
     assert versions in (None, {old: 1, new: 2})
     assert online(store, [1, 2, 3, 4], ("clicks", "score")) == {
         "user_id": [1, 2, 3, 4],
@@ -280,19 +281,19 @@ def test_schema_evolution_old_entries_apply_with_null_new_features(tmp_path: Pat
     }
     assert [r[2:] for r in offline_rows(store)] == [(1, None), (2, None), (3, None), (4, 0.5)]
     assert store.check_skew("clicks").mismatches == 0
-    end = log_of(store).end_offset()
+    end = store.parts.log.end_offset()
     with pytest.raises(SchemaMismatch, match=r"matches no version of .clicks. \(version 2: .*; version 1: .*\); nothing was appended"):
         store.push("clicks", events([5], [0], [5], other=["x"]))
-    assert log_of(store).end_offset() == end
+    assert store.parts.log.end_offset() == end
 
 
 def test_a_feature_added_without_a_type_gets_it_from_the_first_push(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = stream_store(tmp_path / "s")
     store.push("clicks", events([1], [0], [1]))
-    real = streaming.apply_pending
-    monkeypatch.setattr(streaming, "apply_pending", lambda store, consumer, just_appended=None: 0)
+    real = push_module.apply_pending
+    monkeypatch.setattr(push_module, "apply_pending", lambda store, consumer, just_appended=None: 0)
     store.push("clicks", events([1], [10], [2]))  # version 1, pending
-    monkeypatch.setattr(streaming, "apply_pending", real)
+    monkeypatch.setattr(push_module, "apply_pending", real)
     store.register(fsnb.FeatureView("clicks", entities=["user_id"], sync="stream", features=["clicks", "score"]))
     store.sync()  # the old entry applies; 'score' has no type yet and no column is guessed for it
     assert online(store, [1]) == {"user_id": [1], "clicks": [2]}
@@ -305,12 +306,12 @@ def test_a_feature_added_without_a_type_gets_it_from_the_first_push(tmp_path: Pa
 
 def test_versions_are_recorded_in_the_log(tmp_path: Path) -> None:
     store = stream_store(tmp_path / "s")
-    streaming.set_retention(store, keep_entries=10)
+    store.set_retention(keep_entries=10)
     store.push("clicks", events([1], [0], [1]))
     store.register(fsnb.FeatureView("clicks", entities=["user_id"], sync="stream", features={"clicks": "BIGINT", "score": "DOUBLE"}))
     store.push("clicks", events([1], [5], [1], score=[1.0]))
     store.push("clicks", events([1], [9], [1]))
-    assert [(e.view, e.version, e.rows) for e in log_of(store).read_from(1)] == [
+    assert [(e.view, e.version, e.rows) for e in store.parts.log.read_from(1)] == [
         ("clicks", 1, 1),
         ("clicks", 2, 1),
         ("clicks", 1, 1),
@@ -320,33 +321,47 @@ def test_versions_are_recorded_in_the_log(tmp_path: Path) -> None:
 # -- retention -----------------------------------------------------------------------
 def test_retention_drops_only_what_both_consumers_committed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = stream_store(tmp_path / "s")
-    log = log_of(store)
+    log = store.parts.log
     for i in range(5):
         store.push("clicks", events([i], [0], [i]))
     assert store.sync()["end_offset"] == 5
     assert log.read_from(1) == []  # default: the offline store is the history
-    streaming.set_retention(store, keep_entries=3)
+    store.set_retention(keep_entries=3)
     for i in range(5):
         store.push("clicks", events([i], [1], [i]))
     store.sync()
     assert [e.offset for e in log.read_from(1)] == [8, 9, 10]
-    real = streaming.apply_pending
-    monkeypatch.setattr(streaming, "apply_pending", lambda store, consumer, just_appended=None: 0)
-    streaming.set_retention(store, keep_entries=0)
+    real = push_module.apply_pending
+    monkeypatch.setattr(push_module, "apply_pending", lambda store, consumer, just_appended=None: 0)
+    store.set_retention(keep_entries=0)
     for i in range(3):
         store.push("clicks", events([i], [2], [i]))
-    streaming.compact(store)
+    retention.compact(store.parts.log)
     assert [e.offset for e in log.read_from(1)] == [11, 12, 13]  # unconsumed: kept
-    monkeypatch.setattr(streaming, "apply_pending", real)
+    monkeypatch.setattr(push_module, "apply_pending", real)
     assert store.sync() == {"online": 3, "offline": 3, "end_offset": 13, "truncated": 3}
     assert log.size() == 0
     assert len(offline_rows(store)) == 13
 
 
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("keep_entries", True), ("keep_entries", "3"), ("keep_entries", 2.5), ("keep_entries", -1),
+     ("keep_seconds", float("nan")), ("keep_seconds", float("inf")), ("keep_seconds", "60"), ("keep_seconds", -1.0)],
+)
+def test_a_bad_retention_setting_is_one_line_and_changes_nothing(tmp_path: Path, setting: str, value: object) -> None:
+    store = stream_store(tmp_path / "s")
+    store.set_retention(keep_entries=4, keep_seconds=30)
+    with pytest.raises(InvalidData, match=setting) as excinfo:
+        store.set_retention(**{setting: value})  # type: ignore[arg-type]
+    assert "\n" not in str(excinfo.value)
+    assert retention.retention(store.parts.log) == {"keep_entries": 4, "keep_seconds": 30.0}
+
+
 # -- producer sessions -------------------------------------------------------------------
 def test_producer_session_is_online_at_once_and_offline_by_the_end(tmp_path: Path) -> None:
     store = stream_store(tmp_path / "s")
-    with streaming.producer(store, offline_every=4):
+    with store.producer(offline_every=4):
         for i in range(10):
             store.push("clicks", events([1], [i], [i]))
             assert online(store, [1])["clicks"] == [i]
@@ -361,7 +376,17 @@ def test_producer_session_is_online_at_once_and_offline_by_the_end(tmp_path: Pat
                     )
     assert len(offline_rows(store)) == 10
     assert store.stats("clicks")["rows"] == 10
-    assert log_of(store).size() == 0  # both consumers committed: the log was compacted
+    assert store.parts.log.size() == 0  # both consumers committed: the log was compacted
+
+
+@pytest.mark.parametrize("every", [0, True, 2.5, "4"])
+def test_a_bad_offline_every_is_one_line_and_opens_no_session(tmp_path: Path, every: object) -> None:
+    store = stream_store(tmp_path / "s")
+    with pytest.raises(InvalidData, match="offline_every"), store.producer(offline_every=every):  # type: ignore[arg-type]
+        pass
+    assert store.parts.caches.producer is None
+    store.push("clicks", events([1], [0], [1]))
+    assert len(offline_rows(store)) == 1  # no session: offline at once
     assert store.check_skew("clicks").mismatches == 0
 
 

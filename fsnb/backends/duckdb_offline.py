@@ -13,23 +13,35 @@ import random
 import re
 import threading
 import time
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from datetime import datetime, timezone
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 
+from fsnb.backends.contracts import Journal
+from fsnb.backends.duckdb_pit import latest_per_entity_filter, latest_per_entity_sql
+from fsnb.backends.duckdb_write import Written as Written  # re-exported: what write() returns
+from fsnb.backends.duckdb_write import stats_dict, write_batch
 from fsnb.definitions import FeatureView
 from fsnb.errors import StoreBusy, StoreError, one_line
-from fsnb.sqlnames import ENTRY, INGESTED_AT, SEQ, offline_table, q, qlist
+from fsnb.sqlnames import (
+    ENTRY,
+    EVENT_TIME_TYPE,
+    INGESTED_AT,
+    OFFLINE_META,
+    SEQ,
+    keys_table,
+    offline_table,
+    q,
+    qlist,
+)
 from fsnb.validation import CheckedBatch
 
-_META = "_fsnb_offline_meta"
+_META = OFFLINE_META
 # Columns the meta table gained after its first release (added to older stores on open):
 # the registry version and definition hash last committed with data, the token of the
 # last committed write (fsnb.commit), and the view's statistics, kept in each write's
@@ -44,35 +56,12 @@ _META_COLUMNS = {
     "max_ts": "TIMESTAMPTZ",
     "last_ingested": "TIMESTAMPTZ",
 }
-EVENT_TIME_TYPE = "TIMESTAMPTZ_NS"
 # How DuckDB says a database file is damaged (rather than held, missing or not permitted).
 _DAMAGE = re.compile(r"not a valid DuckDB database|Could not read|corrupt|checksum|truncat", re.IGNORECASE)
 # DuckDB 2 refuses new work on a connection with an unfinished result, so every
 # query here is read with fetchall(), never fetchone().
 
 
-class Written(int):
-    """What write() returns: the rows it inserted (an int, as the contract says), and with
-    replace=True the stored rows it removed and the stored rows the batch kept unchanged."""
-
-    removed: int
-    kept: int
-
-    def __new__(cls, inserted: int, *, removed: int = 0, kept: int = 0) -> Written:
-        self = super().__new__(cls, inserted)
-        self.removed, self.kept = removed, kept
-        return self
-
-
-class Journal(Protocol):
-    """What the offline store tells the registry around each write (fsnb.commit)."""
-
-    def recover(self, con: duckdb.DuckDBPyConnection) -> None: ...
-    def begin(
-        self, con: duckdb.DuckDBPyConnection, token: str, view: FeatureView, version: int | None, publish: bool
-    ) -> None: ...
-    def abort(self, token: str) -> None: ...
-    def committed(self, token: str, view: FeatureView, stats: dict[str, Any], publish: bool) -> None: ...
 
 
 class OfflineStore:
@@ -203,11 +192,15 @@ class OfflineStore:
         con.execute(f"INSERT OR IGNORE INTO {_META} (name, next_seq, has_ties) VALUES (?, 0, false)", [view.name])
         self._known_columns[view.name] = set(existing) | set(wanted)
 
+    def forget_columns(self, name: str) -> None:
+        """Forget what this process knows of the view's columns (a write rolled back)."""
+        self._known_columns.pop(name, None)
+
     def drop(self, name: str) -> None:
         self._known_columns.pop(name, None)
         with self.connect() as con:
             con.execute(f"DROP TABLE IF EXISTS {offline_table(name)}")
-            con.execute(f"DROP TABLE IF EXISTS {_keys_table(name)}")
+            con.execute(f"DROP TABLE IF EXISTS {keys_table(name)}")
             con.execute(f"DELETE FROM {_META} WHERE name = ?", [name])
 
     # -- writes ----------------------------------------------------------------
@@ -233,126 +226,9 @@ class OfflineStore:
         (fsnb.commit). Returns after the commit
         point even if mirroring to the registry failed (that is a warning).
         """
-        view = batch.view
-        table = offline_table(view.name)
-        user_cols = [*view.system_columns, *view.feature_names]
-        now = ingested_at or datetime.now(timezone.utc)
-        token = uuid.uuid4().hex
-        with self.connect() as con:
-            if self.journal is not None:
-                self.journal.begin(con, token, view, version, publish)
-            con.execute("BEGIN TRANSACTION")
-            try:
-                self.ensure_table(con, view)
-                if entry is not None:
-                    seen = con.execute(f"SELECT count(*) FROM {table} WHERE {q(ENTRY)} = ?", [entry]).fetchall()[0]
-                    if seen and seen[0]:
-                        con.execute("ROLLBACK")
-                        if self.journal is not None:
-                            self.journal.abort(token)
-                        return 0
-                arrow = batch.table.append_column(
-                    "__fsnb_idx", pa.array(np.arange(batch.table.num_rows, dtype=np.int64))
-                )
-                con.register("__fsnb_batch", arrow)
-                (base,) = con.execute(f"SELECT next_seq FROM {_META} WHERE name = ?", [view.name]).fetchall()[0]
-                casts = ", ".join(
-                    f"CAST({q(c)} AS {_target_type(view, c)}) AS {q(c)}" for c in user_cols
-                )
-                con.execute(
-                    f"CREATE OR REPLACE TEMP TABLE __fsnb_new AS "
-                    f"SELECT {casts}, __fsnb_idx FROM __fsnb_batch "
-                    f"QUALIFY row_number() OVER (PARTITION BY {qlist(user_cols)} ORDER BY __fsnb_idx) = 1"
-                )
-                same = " AND ".join(f"e.{q(c)} IS NOT DISTINCT FROM n.{q(c)}" for c in user_cols)
-                ts = q(view.timestamp_field)
-                # Stored rows outside the batch's event-time range cannot be duplicates or
-                # ties of it; saying so lets DuckDB skip row groups by their min/max, so a
-                # small append does not scan the whole history.
-                # As integer nanoseconds: a Python datetime would drop them, and a row 1 ns
-                # past the range would be missed as a duplicate or a tie.
-                lo, hi = con.execute(f"SELECT epoch_ns(min({ts})), epoch_ns(max({ts})) FROM __fsnb_new").fetchall()[0]
-                in_range = f"e.{ts} BETWEEN CAST(make_timestamp_ns(?) AS {EVENT_TIME_TYPE}) AND CAST(make_timestamp_ns(?) AS {EVENT_TIME_TYPE})"
-                removed = 0
-                if replace:
-                    (removed,) = con.execute(
-                        f"DELETE FROM {table} AS e WHERE NOT EXISTS (SELECT 1 FROM __fsnb_new n WHERE {same})"
-                    ).fetchall()[0]
-                (written,) = con.execute(
-                    f"INSERT INTO {table} ({qlist(user_cols)}, {q(SEQ)}, {q(INGESTED_AT)}, {q(ENTRY)}) "
-                    f"SELECT {qlist(user_cols, 'n.')}, ? + row_number() OVER (ORDER BY n.__fsnb_idx) - 1, ?, ? "
-                    f"FROM __fsnb_new n WHERE NOT EXISTS (SELECT 1 FROM {table} e WHERE {in_range} AND {same})",
-                    [base, now, entry, lo, hi],
-                ).fetchall()[0]
-                _, had_ties = self.meta(con, view.name)
-                ties = had_ties
-                if written and not had_ties:
-                    keys = [*view.entity_columns, view.timestamp_field]
-                    on = " AND ".join(f"e.{q(c)} = n.{q(c)}" for c in keys)
-                    (ties,) = con.execute(
-                        f"SELECT EXISTS (SELECT 1 FROM {table} n JOIN {table} e ON {on} "
-                        f"AND e.{q(SEQ)} <> n.{q(SEQ)} WHERE n.{q(SEQ)} >= ? AND {in_range})",
-                        [base, lo, hi],
-                    ).fetchall()[0]
-                stats = self._next_stats(con, view, int(written), now, recount=replace)
-                # With replace the table now holds exactly the batch: what it did not insert was there.
-                kept = int(stats.get("rows") or 0) - int(written) if replace else 0
-                con.execute(
-                    f"UPDATE {_META} SET next_seq = ?, has_ties = ?, write_token = ?, "
-                    "version = coalesce(?, version), definition_hash = coalesce(?, definition_hash) WHERE name = ?",
-                    [base + written, bool(ties), token, version, view.definition_hash() if publish else None, view.name],
-                )
-                con.execute("DROP TABLE __fsnb_new")
-                con.unregister("__fsnb_batch")
-                con.execute("COMMIT")  # the commit point
-            except BaseException:
-                self._known_columns.pop(view.name, None)  # a rolled-back CREATE/ALTER never happened
-                with suppress(duckdb.Error):
-                    con.execute("ROLLBACK")
-                if self.journal is not None:
-                    with suppress(Exception):
-                        self.journal.abort(token)
-                raise
-            if self.journal is not None:
-                self.journal.committed(token, view, stats, publish)
-        return Written(int(written), removed=int(removed), kept=kept)
-
-    def _next_stats(
-        self, con: duckdb.DuckDBPyConnection, view: FeatureView, written: int, now: datetime, *, recount: bool
-    ) -> dict[str, Any]:
-        """Update the view's statistics for the rows just written (inside the write's transaction).
-
-        Incremental: rows += written, the time range widened by the batch's, and the
-        batch's keys not seen before added to a per-view keys table (an anti-join
-        against the distinct keys, never a scan of the history). A full count runs
-        only when the view had no counted rows (first data, an older store) or the
-        rows were replaced (then the table holds just this batch).
-        """
-        row = con.execute(f"SELECT rows, entities, min_ts, max_ts, last_ingested FROM {_META} WHERE name = ?", [view.name]).fetchall()[0]
-        rows, entities, lo, hi, last = row
-        keys_table = _keys_table(view.name)
-        keys = qlist(view.entity_columns)
-        ts = q(view.timestamp_field)
-        if recount or not rows:
-            con.execute(f"CREATE OR REPLACE TABLE {keys_table} AS SELECT DISTINCT {keys} FROM {offline_table(view.name)}")
-            rows, lo, hi, last = con.execute(
-                f"SELECT count(*), min({ts}), max({ts}), max({q(INGESTED_AT)}) FROM {offline_table(view.name)}"
-            ).fetchall()[0]
-            (entities,) = con.execute(f"SELECT count(*) FROM {keys_table}").fetchall()[0]
-        elif written:
-            on = " AND ".join(f"k.{q(c)} = n.{q(c)}" for c in view.entity_columns)
-            (added,) = con.execute(
-                f"INSERT INTO {keys_table} SELECT DISTINCT {qlist(view.entity_columns, 'n.')} FROM __fsnb_new n "
-                f"WHERE NOT EXISTS (SELECT 1 FROM {keys_table} k WHERE {on})"
-            ).fetchall()[0]
-            b_lo, b_hi = con.execute(f"SELECT min({ts}), max({ts}) FROM __fsnb_new").fetchall()[0]
-            rows, entities = int(rows) + written, int(entities or 0) + int(added)
-            lo, hi, last = min(lo, b_lo) if lo else b_lo, max(hi, b_hi) if hi else b_hi, now
-        con.execute(
-            f"UPDATE {_META} SET rows = ?, entities = ?, min_ts = ?, max_ts = ?, last_ingested = ? WHERE name = ?",
-            [rows, entities, lo, hi, last, view.name],
+        return write_batch(
+            self, batch, replace=replace, entry=entry, ingested_at=ingested_at, version=version, publish=publish
         )
-        return _stats_dict(rows, entities, lo, hi, last)
 
     def committed_stats(self, con: duckdb.DuckDBPyConnection, name: str) -> dict[str, Any] | None:
         """The statistics the last committed write recorded (None: not counted yet)."""
@@ -361,7 +237,7 @@ class OfflineStore:
         ).fetchall()
         if not found or found[0][0] is None:
             return None
-        return _stats_dict(*found[0])
+        return stats_dict(*found[0])
 
     def committed_write(self, con: duckdb.DuckDBPyConnection, name: str) -> str | None:
         """The token of the view's last committed write (fsnb.commit)."""
@@ -404,6 +280,50 @@ class OfflineStore:
             sql += f" ORDER BY {q(view.timestamp_field)}, {q(SEQ)}"
             return con.sql(sql, params=params).to_arrow_table()
 
+    @staticmethod
+    def entry_runs(con: duckdb.DuckDBPyConnection, name: str, log_id: str, since: int) -> list[tuple[int, int]]:
+        """The (first, last) log positions of the entry runs the view's table holds that end
+        at or after since (written with ``entry='<log id>:<first>-<last>'``)."""
+        if not OfflineStore.table_exists(con, name) or ENTRY not in OfflineStore.table_columns(con, name):
+            return []
+        rows = con.execute(
+            f"SELECT DISTINCT CAST(split_part(r, '-', 1) AS BIGINT), CAST(split_part(r, '-', 2) AS BIGINT) "
+            f"FROM (SELECT substr({q(ENTRY)}, ?) AS r FROM {offline_table(name)} WHERE starts_with({q(ENTRY)}, ?)) "
+            f"WHERE CAST(split_part(r, '-', 2) AS BIGINT) >= ?",
+            [len(log_id) + 2, f"{log_id}:", since],
+        ).fetchall()
+        return [(int(a), int(b)) for a, b in rows]
+
+    @staticmethod
+    def latest_event_time(con: duckdb.DuckDBPyConnection, view: FeatureView) -> datetime | None:
+        """The greatest event time the view's table holds (None: no table or no rows)."""
+        if not OfflineStore.table_exists(con, view.name):
+            return None
+        (value,) = con.execute(f"SELECT max({q(view.timestamp_field)}) FROM {offline_table(view.name)}").fetchall()[0]
+        return value  # type: ignore[no-any-return]
+
+    @staticmethod
+    def latest_per_entity(
+        con: duckdb.DuckDBPyConnection,
+        view: FeatureView,
+        columns: list[str],
+        *,
+        start: Any = None,
+        end: Any = None,
+        since_seq: int | None = None,
+        after: Any = None,
+        select: list[str] | None = None,
+    ) -> duckdb.DuckDBPyConnection:
+        """Each key's row with the greatest event time in [start, end] (ties: newest
+        created, last ingested), as a cursor to fetch from; since_seq/after: only rows
+        ingested since that sequence or with event time after ``after``. select: the
+        output expressions over those rows (default: keys, event time and columns)."""
+        where, params = latest_per_entity_filter(view, start=start, end=end, since_seq=since_seq, after=after)
+        inner = latest_per_entity_sql(view, columns, where=where)
+        if select is None:
+            return con.execute(inner, params)
+        return con.execute(f"SELECT {', '.join(select)} FROM ({inner})", params)
+
     def stats(self, view: FeatureView) -> dict[str, Any]:
         """A full recount of the view's statistics (what the incremental ones must equal)."""
         with self.connect() as con:
@@ -424,21 +344,6 @@ class OfflineStore:
         }
 
 
-def _keys_table(view_name: str) -> str:
-    """The per-view table of distinct entity keys (counts entities incrementally)."""
-    return q(f"_fsnb_keys__{view_name}")
-
-
-def _stats_dict(rows: Any, entities: Any, lo: Any, hi: Any, last: Any) -> dict[str, Any]:
-    return {
-        "rows": int(rows),
-        "entities": int(entities or 0),
-        "min_ts": lo.isoformat() if lo else None,
-        "max_ts": hi.isoformat() if hi else None,
-        "last_ingested": last.isoformat() if last else None,
-    }
-
-
 def _upgrade_time_column(con: duckdb.DuckDBPyConnection, name: str, column: str) -> None:
     """A store written before times kept nanoseconds: widen the column (once, in the
     caller's transaction), so nanosecond data is stored exactly."""
@@ -450,14 +355,6 @@ def _upgrade_time_column(con: duckdb.DuckDBPyConnection, name: str, column: str)
             f"cannot hold; delete those rows (or the view) before ingesting more"
         )
         raise StoreError(msg) from None
-
-
-def _target_type(view: FeatureView, column: str) -> str:
-    if column in (view.timestamp_field, view.created_timestamp_field):
-        return EVENT_TIME_TYPE
-    if column in view.entity_columns:
-        return (view.entity_types or {})[column]
-    return view.feature_types.get(column) or "VARCHAR"
 
 
 def _damaged(path: Path, detail: str) -> StoreError:

@@ -10,10 +10,11 @@ filter on the one row it found (the latest row <= t is the only candidate).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from typing import Any
 
 from fsnb.definitions import FeatureView
 from fsnb.sqlnames import INGESTED_AT, SEQ, offline_table, q, qlist
+from fsnb.timeutil import duration_us
 
 LABELS = "__fsnb_labels"
 ROW = "__fsnb_row"
@@ -30,12 +31,6 @@ class ViewSelection:
     has_table: bool = True
     has_ties: bool = False
     extra: dict[str, str] = field(default_factory=dict)  # output name -> SQL over alias
-
-
-def ttl_micros(ttl: timedelta | None) -> int | None:
-    if ttl is None:
-        return None
-    return ttl // timedelta(microseconds=1)
 
 
 def label_cte(selections: list[ViewSelection], key_types: dict[str, str]) -> str:
@@ -65,7 +60,7 @@ def tie_order(view: FeatureView, alias: str = "") -> str:
 
 def _within_ttl(alias: str, view: FeatureView, expr: str) -> str:
     """expr when the joined row is inside the view's TTL window, else NULL."""
-    micros = ttl_micros(view.ttl)  # type: ignore[arg-type]
+    micros = duration_us(view.ttl)
     if micros is None:
         return expr
     ts = f"{alias}.{q(view.timestamp_field)}"
@@ -124,7 +119,7 @@ def _as_of_ingestion_sql(sel: ViewSelection, i: int) -> str:
         [f"l.{q(k)} = r.{q(k)}" for k in view.entity_columns]
         + [f"r.{q(view.timestamp_field)} <= l.{T}", f"r.{known} <= l.{T}"]
     )
-    micros = ttl_micros(view.ttl)  # type: ignore[arg-type]
+    micros = duration_us(view.ttl)
     if micros is not None:
         on += f" AND r.{q(view.timestamp_field)} >= l.{T} - to_microseconds({micros}::BIGINT)"
     cols = qlist(dict.fromkeys([view.timestamp_field, *sel.features]), "r.")
@@ -151,3 +146,30 @@ def latest_per_entity_sql(
         f"SELECT {cols}{', ' + extra if extra else ''} FROM {offline_table(view.name)}{where_sql} "
         f"QUALIFY row_number() OVER (PARTITION BY {part} ORDER BY {order}) = 1"
     )
+
+
+def latest_per_entity_filter(
+    view: FeatureView,
+    *,
+    start: Any = None,
+    end: Any = None,
+    since_seq: int | None = None,
+    after: Any = None,
+) -> tuple[str, list[Any]]:
+    """The WHERE of a latest-per-entity query and its parameters: event time in
+    [start, end]; with since_seq, only rows ingested at or after that sequence or whose
+    event time is after ``after`` (what an incremental materialization has not seen)."""
+    ts = q(view.timestamp_field)
+    conditions: list[str] = []
+    params: list[Any] = []
+    if end is not None:
+        conditions.append(f"{ts} <= ?")
+        params.append(end)
+    if start is not None:
+        conditions.append(f"{ts} >= ?")
+        params.append(start)
+    if since_seq is not None:
+        conditions.append(f"({q(SEQ)} >= ? OR {ts} > ?)" if after is not None else f"{q(SEQ)} >= ?")
+        params.extend([since_seq, after] if after is not None else [since_seq])
+    return " AND ".join(conditions), params
+

@@ -25,11 +25,12 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
-from fsnb.backends.sqlite_log import CONSUMERS, LogEntry, os_consumer_lock
-from fsnb.config import redact_url, scrub
-from fsnb.errors import StoreError, one_line
+from fsnb.backends.consumer_locks import CONSUMERS, os_consumer_lock
+from fsnb.backends.contracts import LogEntry
+from fsnb.backends.redis_common import RedisCalls, connect
+from fsnb.config import redact_url
+from fsnb.errors import StoreError
 from fsnb.timeutil import now_us
 
 _APPEND = """
@@ -57,17 +58,15 @@ def _offset(entry_id: bytes | str) -> int:
 
 
 class RedisLog:
-    """FeatureLog on a Redis Stream (see fsnb.backends.sqlite_log.FeatureLog for the contract)."""
+    """FeatureLog (fsnb.backends.contracts) on a Redis Stream."""
+
+    reuses_appended = False  # a consumer reads through its group, so the group knows what it was given
 
     def __init__(self, url: str, namespace: str, directory: Path) -> None:
-        import redis
-
-        from fsnb.backends.redis_online import _connect
-
         self.url = url
         self.directory = directory
-        self.client = _connect(url)
-        self._error = redis.RedisError
+        self.client = connect(url)
+        self._call = RedisCalls(url, "Redis log", "check that redis-server is running, then store.sync()")
         base = f"fsnb:{namespace}:log"
         self.stream, self.seq_key, self.meta_key = base, f"{base}:seq", f"{base}:meta"
         self._append = self.client.register_script(_APPEND)
@@ -91,16 +90,6 @@ class RedisLog:
     @_active.setter
     def _active(self, value: str | None) -> None:
         self._local.active = value
-
-    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except self._error as exc:
-            msg = (
-                f"Redis log at {redact_url(self.url)} failed: {scrub(one_line(exc), self.url)}; "
-                "check that redis-server is running, then store.sync()"
-            )
-            raise StoreError(msg) from None
 
     def __repr__(self) -> str:
         return f"RedisLog({redact_url(self.url)!r})"

@@ -23,10 +23,10 @@ from typing import Any
 
 import msgpack
 
-from fsnb.backends.sqlite_online import CREATED, SEQ, TS, reader_basics
-from fsnb.config import redact_url, scrub
+from fsnb.backends.online_values import CREATED, SEQ, TS, reader_basics
+from fsnb.backends.redis_common import RedisCalls, connect
+from fsnb.config import redact_url
 from fsnb.definitions import FeatureView
-from fsnb.errors import StoreError, one_line
 
 _UPSERT = """
 local meta = ARGV[1]
@@ -70,40 +70,23 @@ _ROWS_PER_CALL = 500
 _CALLS_PER_PIPELINE = 8
 
 
-def _connect(url: str) -> Any:
-    import redis
-
-    client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=30)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        msg = f"cannot reach Redis at {redact_url(url)}: {scrub(one_line(exc), url)}; start redis-server or fix the URL"
-        raise StoreError(msg) from None
-    return client
-
-
-def check_reachable(url: str) -> None:
-    """A StoreError (its password hidden) unless a Redis server answers PING at url."""
-    _connect(url).close()
-
-
 def entity_key(prefix: str, key: Sequence[Any]) -> str:
     """Type-aware and unambiguous: (42,) and ('42',), (1, 23) and (12, 3) all differ."""
     return prefix + json.dumps(list(key), separators=(",", ":"), default=str)
 
 
 class RedisOnlineStore:
+    """The online store (fsnb.backends.contracts.OnlineBackend) in Redis."""
+
     stale_errors: tuple[type[Exception], ...] = ()
 
     def __init__(self, url: str, namespace: str) -> None:
-        import redis
-
         self.url = url  # may hold a password: show redact_url(self.url)
-        self.client = _connect(url)
+        self.client = connect(url)
+        self._call = RedisCalls(url, "Redis", "check that redis-server is running")
         self.namespace = namespace
         self._script = self.client.register_script(_UPSERT)
         self._meta_cache: dict[str, list[str]] = {}
-        self._redis_error = redis.RedisError
         self._local = threading.local()  # per thread: a writer's transaction is its own
 
     @property
@@ -127,13 +110,6 @@ class RedisOnlineStore:
 
     def close(self) -> None:
         self.client.close()
-
-    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except self._redis_error as exc:
-            msg = f"Redis at {redact_url(self.url)} failed: {scrub(one_line(exc), self.url)}; check that redis-server is running"
-            raise StoreError(msg) from None
 
     # -- schema ----------------------------------------------------------------
     def columns(self, name: str) -> list[str]:
@@ -253,7 +229,7 @@ class RedisOnlineStore:
 
     def reader(self, view: FeatureView, features: list[str], output_names: list[str]) -> RedisViewReader:
         return RedisViewReader(
-            **reader_basics(self, view, features, output_names),
+            **reader_basics(self.columns(view.name), view, features, output_names),
             prefix=self._prefix(view.name),
             fields=["_t", *(f"f:{f}" for f in features)],
             store=self,

@@ -5,7 +5,7 @@ was validated against, and the batch itself as Arrow IPC bytes (never pickle, so
 opening a store cannot run code). Consumers (the online and the offline store) read
 entries in order and commit the offset of the last entry they applied.
 
-``FeatureLog`` is the interface the streaming code relies on; ``SqliteLog`` is the
+``SqliteLog`` implements ``fsnb.backends.contracts.FeatureLog`` and is the
 embedded default: one SQLite file inside the store directory, WAL with
 ``synchronous=FULL``, so an append is one fsync'd transaction and survives a crash
 of the process (or the machine) the moment ``append`` returns. A Redis Streams
@@ -14,25 +14,21 @@ backend fits the same interface (XADD, XRANGE, consumer-group offsets, XTRIM).
 
 from __future__ import annotations
 
-import fcntl
-import os
 import sqlite3
-import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Protocol
 
-import pyarrow as pa
-
+# LogEntry, the payload format and the consumer locks are shared by every log backend;
+# named here too for older imports.
+from fsnb.backends.consumer_locks import CONSUMERS, consumer_active, os_consumer_lock
+from fsnb.backends.contracts import LogEntry, decode_batch, encode_batch
 from fsnb.errors import StoreError, one_line
 from fsnb.registry import ThreadConnections
 from fsnb.timeutil import now_us
 
 LOG_FILE = "log.sqlite"
-CONSUMERS = ("online", "offline")
+__all__ = ["CONSUMERS", "LOG_FILE", "LogEntry", "SqliteLog", "consumer_active", "decode_batch", "encode_batch", "os_consumer_lock", "read_view_lag", "uncommitted"]
 _LOG_HINT = "restore it, or move it away to start a new log (pushes not yet applied are lost)"
 
 _SCHEMA = """
@@ -58,93 +54,6 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 
 
-@dataclass(frozen=True)
-class LogEntry:
-    """One appended batch. ``offset`` starts at 1 and is never reused, even after truncation."""
-
-    offset: int
-    view: str
-    version: int
-    rows: int
-    appended_us: int
-    payload: bytes
-    decoded: pa.Table | None = field(default=None, compare=False, repr=False)  # set by the appender
-    # The identity of the view the entry was pushed to: it survives new versions but
-    # not deletion, so entries of a deleted view never reach one created under its name.
-    # "" for entries written before fsnb recorded it (applied to the current view).
-    view_id: str = ""
-
-    def table(self) -> pa.Table:
-        return self.decoded if self.decoded is not None else decode_batch(self.payload)
-
-
-class FeatureLog(Protocol):
-    """What a log backend provides. Offsets are positive integers in append order."""
-
-    log_id: str  # unique per log: offline rows are tagged "<log_id>:<first>-<last>"
-
-    def append(self, view: str, version: int, payload: bytes, rows: int, view_id: str = "") -> int:
-        """Durably add one entry and return its offset (only once it is durable)."""
-        ...
-
-    def read_from(self, offset: int, limit: int | None = None) -> list[LogEntry]:
-        """Entries with offset >= ``offset``, oldest first (at most ``limit``)."""
-        ...
-
-    def end_offset(self) -> int:
-        """Offset of the last entry ever appended (0 for an empty log)."""
-        ...
-
-    def start_offset(self) -> int:
-        """Offset of the oldest retained entry (end_offset() + 1 when none is retained)."""
-        ...
-
-    def committed(self, consumer: str) -> int:
-        """Offset of the last entry the consumer applied and committed (0 = none)."""
-        ...
-
-    def commit(self, consumer: str, offset: int) -> None: ...
-
-    def truncate_before(self, offset: int) -> int:
-        """Drop entries with offset < ``offset``; return how many were dropped."""
-        ...
-
-    def pending(self, after: int) -> list[tuple[int, str, int]]:
-        """(offset, view, rows) of the entries after ``after``, without their payloads."""
-        ...
-
-    def size(self) -> int:
-        """Entries currently retained."""
-        ...
-
-    def first_offset_since(self, appended_us: int) -> int | None: ...
-
-    def last_appended_us(self, view: str) -> int | None: ...
-
-    def get_setting(self, key: str) -> str | None: ...
-
-    def set_setting(self, key: str, value: str) -> None: ...
-
-    def consumer_lock(self, consumer: str) -> AbstractContextManager[None]:
-        """Held while a consumer applies and commits (one applier per consumer)."""
-        ...
-
-    def close(self) -> None: ...
-
-
-def encode_batch(table: pa.Table) -> bytes:
-    """Arrow IPC stream bytes: typed, language-neutral, and nothing executes on read."""
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()  # type: ignore[no-any-return]
-
-
-def decode_batch(payload: bytes) -> pa.Table:
-    with pa.ipc.open_stream(pa.py_buffer(payload)) as reader:
-        return reader.read_all()
-
-
 def _connect_log(path: Path, *, durable: bool) -> sqlite3.Connection:
     con = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     con.execute("PRAGMA busy_timeout=30000")
@@ -159,6 +68,8 @@ def _connect_log(path: Path, *, durable: bool) -> sqlite3.Connection:
 
 class SqliteLog:
     """The embedded log: ``log.sqlite`` in the store directory."""
+
+    reuses_appended = True
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -280,51 +191,6 @@ class SqliteLog:
         )
 
 
-@contextmanager
-def os_consumer_lock(directory: Path, consumer: str, held: dict[str, int]) -> Iterator[None]:
-    """An OS file lock ``log.<consumer>.lock`` in the store directory, released by the
-    kernel when the holder dies (even by SIGKILL). Re-entrant within one process through
-    ``held`` (a push inside a producer session already holds the offline lock)."""
-    with _GUARD:
-        in_process = _THREAD_LOCKS.setdefault((str(directory), consumer), threading.RLock())
-    with in_process:  # threads of this process take turns; the holding thread re-enters
-        if consumer in held:
-            yield
-            return
-        fd = os.open(directory / f"log.{consumer}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            held[consumer] = fd
-            try:
-                yield
-            finally:
-                del held[consumer]
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
-
-
-_GUARD = threading.Lock()
-_THREAD_LOCKS: dict[tuple[str, str], threading.RLock] = {}
-
-
-def consumer_active(directory: Path, consumer: str) -> bool:
-    """Is some process applying (or holding a producer session for) this consumer right now?"""
-    path = directory / f"log.{consumer}.lock"
-    if not path.exists():
-        return False
-    fd = os.open(path, os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
-
-
 def uncommitted(directory: Path) -> dict[str, int] | None:
     """Entries each consumer has not committed, read without creating anything (None: no log)."""
     path = directory / LOG_FILE
@@ -346,3 +212,38 @@ def uncommitted(directory: Path) -> dict[str, int] | None:
             raise damaged(path, one_line(exc), _LOG_HINT) from None
         return None
     return {c: end - int(done.get(c, 0)) for c in CONSUMERS}
+
+
+def read_view_lag(path: Path, views: list[str]) -> dict[str, tuple[int, float | None]]:
+    """Per view: entries of the log file at path that the slower consumer has not applied
+    yet, and when its latest batch applied online was pushed (seconds since the epoch).
+    Read in one snapshot, without creating or changing any file (the server endpoint's read)."""
+    from fsnb.registry import connect_sqlite
+
+    if not views or not path.is_file():
+        return {}
+    con = connect_sqlite(path, readonly=True)
+    try:
+        con.execute("BEGIN")
+        consumers = {n: (c, u) for n, c, u in con.execute("SELECT name, committed, updated_us FROM consumers")}
+        online_at, online_commit_us = consumers.get("online", (0, None))
+        offline_at = consumers.get("offline", (0, None))[0]
+        result: dict[str, tuple[int, float | None]] = {}
+        for name in views:
+            (lag,) = con.execute(
+                "SELECT count(*) FROM entries WHERE view = ? AND position > ?", (name, min(online_at, offline_at))
+            ).fetchone()
+            (pushed_us,) = con.execute(
+                "SELECT max(appended_us) FROM entries WHERE view = ? AND position <= ?", (name, online_at)
+            ).fetchone()
+            if pushed_us is None and online_at:
+                # applied entries may be compacted away: the online consumer's last commit
+                # is then the latest time this view's online values can have changed
+                pushed_us = online_commit_us
+            result[name] = (int(lag), None if pushed_us is None else pushed_us / 1e6)
+        con.execute("COMMIT")
+    except sqlite3.OperationalError:  # a log that was never written to has no tables yet
+        return {}
+    finally:
+        con.close()
+    return result

@@ -8,116 +8,38 @@ Values are plain SQLite values or JSON text: nothing is pickled.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from fsnb import types
+from fsnb.backends.online_values import (
+    CREATED,
+    NAN_TEXT,
+    SEQ,
+    TS,
+    decoder,
+    encode_key_sql,
+    encode_sql,
+    epoch_us_sql,
+    float_value,
+    may_hold_nan,
+    reader_basics,
+    to_us,
+)
 from fsnb.definitions import FeatureView
 from fsnb.errors import one_line
 from fsnb.registry import ThreadConnections, connect_sqlite, damaged, is_damage, refuse_empty_file
 from fsnb.sqlnames import online_table, q, qlist
-from fsnb.timeutil import is_ns
 
-TS, CREATED, SEQ = "_fsnb_ts", "_fsnb_created", "_fsnb_seq"
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# The value encoding is shared with Redis (online_values); named here too for older imports.
+__all__ = ["CREATED", "NAN_TEXT", "ONLINE_FILE", "SEQ", "TS", "OnlineStore", "ViewReader", "decoder", "encode_key_sql",
+           "encode_sql", "epoch_us_sql", "float_value", "may_hold_nan", "read_last_updates", "reader_basics", "to_us"]
+ONLINE_FILE = "online.sqlite"
 _MAX_VARS = 30000
-_us = timedelta(microseconds=1)
 ONLINE_HINT = "move it away and run %materialize (store.materialize()) to rebuild it from the offline store"
-
-
-# SQLite stores a float NaN as NULL, so fsnb stores it as this text (in Redis too) and
-# the readers turn it back into a float NaN: NaN is a value, null is missing.
-NAN_TEXT = "NaN"
-_NAN = float("nan")
-_NAN_OR_DOUBLE = "UNION(n DOUBLE, s VARCHAR)"
-
-
-def encode_sql(column: str, duck_type: str, *, nan: bool = False) -> str:
-    """DuckDB expression turning a column into the value SQLite will hold.
-
-    nan: the column may hold NaN (a float NaN comes out as NAN_TEXT). Only then is
-    it asked for: the mixed result is four times slower to fetch.
-    """
-    fam = types.family(duck_type)
-    col = q(column)
-    if duck_type.upper() == "DATE":
-        return f"CAST({col} AS VARCHAR)"
-    if fam == "time":
-        return epoch_us_sql(col, duck_type)
-    if fam in ("int", "string", "bool"):
-        return col
-    if fam == "float" and nan and duck_type.upper() in _NAN_TYPES:
-        return (
-            f"CASE WHEN isnan({col}) THEN union_value(s := '{NAN_TEXT}')::{_NAN_OR_DOUBLE} "
-            f"ELSE union_value(n := CAST({col} AS DOUBLE))::{_NAN_OR_DOUBLE} END"
-        )
-    if fam == "float":
-        return f"CAST({col} AS DOUBLE)"
-    return f"CAST(to_json({col}) AS VARCHAR)"
-
-
-_NAN_TYPES = {"FLOAT", "DOUBLE", "REAL"}  # DECIMAL has no NaN
-
-
-def may_hold_nan(duck_type: str | None) -> bool:
-    return (duck_type or "").upper() in _NAN_TYPES
-
-
-def epoch_us_sql(expr: str, duck_type: str) -> str:
-    """Integer microseconds since the epoch of a DuckDB time value, rounded down (so
-    ``t >= c`` for a whole microsecond c is exactly ``epoch_us(t) >= c``)."""
-    if is_ns(duck_type):
-        return f"epoch_us(CAST({expr} AS TIMESTAMP_NS))"
-    if duck_type.upper() == "DATE":
-        return f"epoch_us(CAST({expr} AS TIMESTAMP))"
-    return f"epoch_us(CAST({expr} AS TIMESTAMPTZ))"
-
-
-def float_value(v: Any) -> Any:
-    """A stored float feature value as served (NAN_TEXT is NaN)."""
-    return _NAN if v == NAN_TEXT else v
-
-
-def encode_key_sql(column: str, duck_type: str | None) -> str:
-    """DuckDB expression turning an entity column into the key SQLite/Redis hold
-    (what fsnb.entity turns a caller's value into): dates as ISO text, timestamps as
-    integer microseconds since the epoch (nanoseconds for the _NS types)."""
-    col = q(column)
-    if duck_type is None or not types.is_time(duck_type):
-        return col
-    if duck_type.upper() == "DATE":
-        return f"CAST({col} AS VARCHAR)"
-    if is_ns(duck_type):
-        return f"epoch_ns({col})"
-    return f"epoch_us({col})"
-
-
-def decoder(duck_type: str) -> Callable[[Any], Any] | None:
-    """Python function turning a stored SQLite value back into the feature's value."""
-    fam = types.family(duck_type)
-    if duck_type.upper() == "DATE":
-        return lambda v: None if v is None else date.fromisoformat(v)
-    if fam == "time":
-        return lambda v: None if v is None else datetime.fromtimestamp(v / 1_000_000, timezone.utc)
-    if fam == "bool":
-        return lambda v: None if v is None else bool(v)
-    if may_hold_nan(duck_type):
-        return float_value
-    if fam in ("int", "string", "float"):
-        return None
-    return lambda v: None if v is None else json.loads(v)
-
-
-def to_us(value: datetime) -> int:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return (value - _EPOCH) // _us
 
 
 def _connect_online(path: Path) -> sqlite3.Connection:
@@ -132,6 +54,8 @@ def _connect_online(path: Path) -> sqlite3.Connection:
 
 
 class OnlineStore:
+    """The embedded online store (fsnb.backends.contracts.OnlineBackend): ``online.sqlite``."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
         refuse_empty_file(path, ONLINE_HINT)
@@ -266,6 +190,21 @@ class OnlineStore:
         return self.con.execute(f"SELECT {qlist(cols)} FROM {online_table(view.name)}").fetchall()
 
 
+def read_last_updates(path: Path) -> dict[str, float]:
+    """Each view's last online write (materialization or stream) in the online file at
+    path, read without creating or changing any file (the server endpoint's read)."""
+    if not path.is_file():
+        return {}
+    con = connect_sqlite(path, readonly=True)
+    try:
+        rows = con.execute("SELECT name, updated_at FROM _fsnb_watermarks").fetchall()
+    except sqlite3.OperationalError:  # nothing materialized yet: the table may not exist
+        return {}
+    finally:
+        con.close()
+    return {name: ts for name, ts in rows if ts is not None}
+
+
 @dataclass
 class ViewReader:
     """Reads one view's features for many entities; built once per feature list."""
@@ -355,25 +294,6 @@ class ViewReader:
         return found
 
 
-def reader_basics(store: Any, view: FeatureView, features: list[str], output_names: list[str]) -> dict[str, Any]:
-    """What every backend's reader needs: decoders, the TTL in µs, and whether the
-    backend already holds every requested feature for the view."""
-    feature_types = view.feature_types
-    ttl = view.ttl
-    stored = store.columns(view.name)
-    return {
-        "view": view,
-        "features": features,
-        "output_names": output_names,
-        "decoders": [decoder(feature_types.get(f) or "VARCHAR") for f in features],
-        # Exact integer microseconds (a float of seconds rounds long TTLs). Stored event
-        # times are whole microseconds rounded down, so "ts >= now - ttl" with now in whole
-        # microseconds is exactly the offline rule.
-        "ttl_us": None if ttl is None else ttl // timedelta(microseconds=1),  # type: ignore[operator]
-        "exists": bool(stored) and all(f in stored for f in features),
-    }
-
-
 def make_reader(
     store: OnlineStore, view: FeatureView, features: list[str], output_names: list[str]
 ) -> ViewReader:
@@ -381,7 +301,7 @@ def make_reader(
     where = " AND ".join(f"{q(k)} = ?" for k in view.entity_columns)
     cols = qlist([TS, *features])
     return ViewReader(
-        **reader_basics(store, view, features, output_names),
+        **reader_basics(store.columns(view.name), view, features, output_names),
         single_sql=f"SELECT {cols} FROM {table} WHERE {where}",
         table=table,
         con=store.con,

@@ -19,7 +19,7 @@ import ipywidgets as W
 import polars as pl
 import traitlets
 
-from fsnb.definitions import format_ttl, parse_ttl
+from fsnb.definitions import format_ttl
 from fsnb.errors import InvalidData
 from fsnb.leakage import HORIZON, LEAKED, NAIVE_TIME, format_duration
 from fsnb.notebook import explorer_charts as charts
@@ -248,7 +248,7 @@ class LeakageExplorer(W.VBox):  # type: ignore[misc]
         report, name = self.report, self.feature
         rec = report.rows.row(self.row, named=True)
         label_time = rec[report.timestamp_field]
-        ttl = parse_ttl(report.feature(name).view.ttl)
+        ttl = report.feature(name).view.ttl
         window = None
         if ttl is not None:
             window = (iso(utc(label_time) - ttl), f"TTL window ({format_ttl(ttl)})", f"TTL {format_ttl(ttl)}")

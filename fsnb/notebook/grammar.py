@@ -293,6 +293,9 @@ def typed_key(key: str, value: str, duck_type: str | None) -> Any:
         value = value[1:-1]
         if kind in (None, "string"):
             return value
+        # Quotes say "text"; a text value can never equal a number or boolean key.
+        msg = f"--entity {key}=\"{value}\": '{key}' is {duck_type}, and quotes make the value text; drop the quotes"
+        raise UsageError(msg)
     try:
         if kind == "int" or (kind is None and value.lstrip("-").isdigit()):
             number = int(value)

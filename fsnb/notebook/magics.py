@@ -169,16 +169,18 @@ class FsnbMagics(Magics):
     @user_errors
     def fsnb(self, line: str) -> Any:
         args = grammar.parse("fsnb", line)
-        from fsnb.notebook import display
+        from fsnb.notebook import gather, render
 
         if args.command == "open":
             store = self._open(store_path(args.target), args.online, args.log)
             print(self.announce())
             return store
         if args.command == "list":
-            return display.ViewList.of(self.store)
+            return render.ViewList.of(str(self.store.path), gather.view_entries(self.store.parts))
         if args.command == "show":
-            return display.ViewInfo.of(self.store, args.target)
+            stats = self.store.stats(args.target)  # an unknown name stops here
+            sample = self.store.read(args.target, start=stats["max_ts"]).head(5) if stats.get("rows") else None
+            return gather.view_info(self.store.parts, args.target, sample)
         return self.store
 
     def _open(self, path: Path, online: str | None, log: str | None) -> FeatureStore:
@@ -194,7 +196,7 @@ class FsnbMagics(Magics):
         try:
             current = StoreConfig()
             if online or log:
-                from fsnb.backends.redis_online import check_reachable
+                from fsnb.backends.redis_common import check_reachable
 
                 current = load_config(path) if path.is_dir() else current
                 for what, url in (("online store URL", online), ("log URL", log)):
@@ -230,7 +232,7 @@ class FsnbMagics(Magics):
             msg = f"%%feature_view {args.name} has no SQL; write a query under it, e.g. SELECT * FROM events"
             raise UsageError(msg)
         from fsnb.definitions import FeatureView
-        from fsnb.notebook import display
+        from fsnb.notebook import render
         from fsnb.sources import to_arrow
 
         # The whole definition is checked before the query runs.
@@ -253,7 +255,7 @@ class FsnbMagics(Magics):
         sample: Any = table.slice(0, 5)
         if view.aggregations:  # sample values: each aggregation as of the first events' times
             sample = self.store.get_historical_features(sample, f"{view.name}:*", timestamp_field=view.timestamp_field)
-        return display.RegisteredView(registration, sample)
+        return render.RegisteredView(registration, sample)
 
     # -- %training_set --------------------------------------------------------------
     @grammar.uses("training_set")
@@ -263,7 +265,7 @@ class FsnbMagics(Magics):
     @user_errors
     def training_set(self, line: str, local_ns: Mapping[str, Any] | None = None) -> Any:
         args = grammar.parse("training_set", line)
-        from fsnb.notebook import display
+        from fsnb.notebook import render
 
         _check_output(args.output)
         labels = self._labels(args.labels, local_ns)
@@ -273,13 +275,20 @@ class FsnbMagics(Magics):
         if args.output:
             self._store_output(args.output, frame)
             fingerprint = self.store.record_training_set(args.output, frame, args.features, labels=args.labels, **options)
-        summary = display.TrainingSetSummary.of(
-            self.store, frame, labels, args.features, args.timestamp,
-            full_names=args.full_names, name=args.output, fingerprint=fingerprint,
+        outputs = self.store.resolve(args.features, full_feature_names=args.full_names).output_names
+        report, note = None, None
+        if frame.height:  # the analysis runs once: the summary and the explorer share it
+            try:
+                report = self.store.explain_leakage(labels, args.features, timestamp_field=args.timestamp)
+            except FsnbError as exc:
+                note = f"leakage analysis unavailable: {exc}"
+        summary = render.TrainingSetSummary.of(
+            frame, outputs, args.timestamp, report=report, name=args.output, fingerprint=fingerprint
         )
-        display.show(summary)
+        summary.leakage_note = note
+        render.show(summary)
         if args.explore:
-            display.show(self._explorer(labels, args.features, args.timestamp))
+            render.show(report.explorer() if report is not None else self._explorer(labels, args.features, args.timestamp))
         return frame
 
     # -- %online_features -----------------------------------------------------------
@@ -289,13 +298,13 @@ class FsnbMagics(Magics):
     @user_errors
     def online_features(self, line: str) -> Any:
         args = grammar.parse("online_features", line)
-        from fsnb.notebook import display
+        from fsnb.notebook import render
 
         _check_output(args.output)
         store = self.store
         key_types = _entity_types(store, args.features)
         rows = [_entity_row(text, key_types) for text in args.entity]
-        result = display.OnlineFeatures(store.get_online_features(args.features, rows))
+        result = render.OnlineFeatures(store.get_online_features(args.features, rows))
         self._store_output(args.output, result)
         return result
 
@@ -306,7 +315,7 @@ class FsnbMagics(Magics):
     @user_errors
     def materialize(self, line: str) -> Any:
         args = grammar.parse("materialize", line)
-        from fsnb.notebook import display
+        from fsnb.notebook import render
 
         if args.view:
             for name in args.view:
@@ -317,7 +326,7 @@ class FsnbMagics(Magics):
             written = self.store.materialize_incremental(**options)
         else:
             written = self.store.materialize(**options)
-        return display.Materialized(written)
+        return render.Materialized(written)
 
     # -- %leakage -------------------------------------------------------------------
     @grammar.uses("leakage")

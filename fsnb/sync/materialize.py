@@ -18,7 +18,6 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from fsnb import aggregation_views
-from fsnb.backends.duckdb_pit import latest_per_entity_sql
 from fsnb.backends.sqlite_online import (
     encode_key_sql,
     encode_sql,
@@ -32,7 +31,7 @@ from fsnb.sqlnames import SEQ, offline_table, q
 from fsnb.timeutil import now, utc
 
 if TYPE_CHECKING:
-    from fsnb.store import FeatureStore
+    from fsnb.parts import StoreParts
 
 _CHUNK = 50_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -48,7 +47,7 @@ class MaterializeFailed(StoreError):
 
 
 def materialize(
-    store: FeatureStore,
+    parts: StoreParts,
     *,
     start: Any,
     end: Any,
@@ -61,10 +60,11 @@ def materialize(
     if start_dt is not None and start_dt > end_dt:
         msg = f"start {start_dt.isoformat()} is after end {end_dt.isoformat()}; swap them"
         raise InvalidData(msg)
+    registry = parts.registry
     if views is None:
-        targets = [v for v in store.list_feature_views() if v.online]
+        targets = [v for v in (registry.latest(n).view for n in registry.names()) if v.online]
     else:
-        targets = [store.get_feature_view(n) for n in views]
+        targets = [registry.latest(n).view for n in views]
         offline_only = [v.name for v in targets if not v.online]
         if offline_only:
             msg = f"feature view '{offline_only[0]}' is offline-only; register it with online=True to materialize it"
@@ -73,13 +73,13 @@ def materialize(
     failed: dict[str, str] = {}
     for view in targets:
         try:
-            written[view.name] = _materialize_view(store, view, start_dt, end_dt, incremental, progress)
+            written[view.name] = _materialize_view(parts, view, start_dt, end_dt, incremental, progress)
         except StoreBusy:
             raise  # the offline store is held: every other view would wait as long
         except Exception as exc:  # reported below, after the other views
             failed[view.name] = one_line(exc)
     if failed:
-        store._readers.clear()
+        parts.caches.forget_readers()
         done = f"the other {len(written)} view(s) were materialized" if written else "no view was materialized"
         reasons = "; ".join(f"'{name}': {reason}" for name, reason in failed.items())
         msg = f"materialize could not write {len(failed)} view(s), left as they were ({reasons}); {done}"
@@ -88,52 +88,44 @@ def materialize(
 
 
 def _materialize_view(
-    store: FeatureStore, view: FeatureView, start: Any, end: Any, incremental: bool, progress: bool | None
+    parts: StoreParts, view: FeatureView, start: Any, end: Any, incremental: bool, progress: bool | None
 ) -> int:
     if view.aggregations:  # hook: fsnb.aggregation_views (the online windows hold events)
-        return aggregation_views.materialize(store.offline, store.online, view)
+        return aggregation_views.materialize(parts.offline, parts.online, view)
     if view.features is None or view.entity_types is None:
         return 0  # registered without data: nothing to copy yet
-    online = store.online
+    online = parts.online
     end_us = to_us(end)
     wm_end, wm_seq = online.watermark(view.name) if incremental else (None, None)
-    ts = q(view.timestamp_field)
-    conditions = [f"{ts} <= ?"]
-    params: list[Any] = [end]
-    if start is not None:
-        conditions.append(f"{ts} >= ?")
-        params.append(start)
+    since_seq, after = None, None
     if incremental and wm_end is not None and wm_seq is not None:
         # Exactly "after the last end": a row 400 ns after it was not copied last time.
-        conditions.append(f"({q(SEQ)} >= ? OR {ts} > ?)")
-        params.extend([wm_seq, _EPOCH + timedelta(microseconds=wm_end)])
+        since_seq, after = wm_seq, _EPOCH + timedelta(microseconds=wm_end)
     feature_types = view.feature_types
-    inner = latest_per_entity_sql(
-        view,
-        [*view.feature_names, *([view.created_timestamp_field] if view.created_timestamp_field else []), SEQ],
-        where=" AND ".join(conditions),
-    )
-    with store.offline.connect() as con:
-        if not store.offline.table_exists(con, view.name):
+    columns = [*view.feature_names, *([view.created_timestamp_field] if view.created_timestamp_field else []), SEQ]
+    backend = parts.offline
+    ts = q(view.timestamp_field)
+    with backend.connect() as con:
+        if not backend.table_exists(con, view.name):
             return 0
-        stored = store.offline.table_columns(con, view.name)
+        stored = backend.table_columns(con, view.name)
         nan = _features_with_nan(con, view, stored)
         created = (
             f"coalesce({epoch_us_sql(q(view.created_timestamp_field), stored[view.created_timestamp_field])}, 0)"
             if view.created_timestamp_field
             else "0"
         )
-        select = ", ".join(
-            [
-                *(encode_key_sql(k, (view.entity_types or {}).get(k)) for k in view.entity_columns),
-                epoch_us_sql(ts, stored[view.timestamp_field]),
-                created,
-                q(SEQ),
-                *(encode_sql(f, feature_types.get(f) or "VARCHAR", nan=f in nan) for f in view.feature_names),
-            ]
+        select = [
+            *(encode_key_sql(k, (view.entity_types or {}).get(k)) for k in view.entity_columns),
+            epoch_us_sql(ts, stored[view.timestamp_field]),
+            created,
+            q(SEQ),
+            *(encode_sql(f, feature_types.get(f) or "VARCHAR", nan=f in nan) for f in view.feature_names),
+        ]
+        next_seq, _ = backend.meta(con, view.name)
+        cursor = backend.latest_per_entity(
+            con, view, columns, start=start, end=end, since_seq=since_seq, after=after, select=select
         )
-        next_seq, _ = store.offline.meta(con, view.name)
-        cursor = con.execute(f"SELECT {select} FROM ({inner})", params)
         online.ensure_table(view)
         fresh = online.is_empty(view.name)
         total = 0
