@@ -53,8 +53,8 @@ def _setup(spark: Any, tmp: str, labels: int, features: int, entities: int) -> t
     from pyspark.sql import functions as F
 
     import fsnb
-    from fsnb.backends.duckdb_pit import ViewSelection
     from fsnb.backends.spark_offline import SparkOfflineStore
+    from fsnb.selection import ViewSelection
 
     start = 1_704_067_200_000_000  # 2024-01-01 in microseconds
     year = 365 * 86_400 * 1_000_000

@@ -31,9 +31,9 @@ from fsnb.aggregation import Aggregation, served_features, served_types
 from fsnb.errors import InvalidDefinition
 
 if TYPE_CHECKING:
-    from fsnb.backends.duckdb_pit import ViewSelection
     from fsnb.definitions import FeatureView
     from fsnb.online_windows import WindowStore
+    from fsnb.selection import ViewSelection
 
 SQLITE_ONLY = "aggregation views need the SQLite online store for now; open the store with online='sqlite'"
 _LATEST = "fsnb_latest_event_time"  # the internal max(event time) asked for leakage's event times
@@ -47,7 +47,7 @@ def _by_name(view: FeatureView, names: Sequence[str]) -> list[Aggregation]:
 
 # -- offline ---------------------------------------------------------------------------
 def point_in_time(
-    con: Any,
+    offline: Any,
     labels: pa.Table,
     selections: Sequence[ViewSelection],
     key_types: Mapping[str, str],
@@ -62,10 +62,18 @@ def point_in_time(
     plain runs the ordinary plan on the other selections. An aggregation view's event
     time is its latest event inside the longest window asked (null when it is empty).
     """
-    from fsnb.aggregation_sql import ROW, aggregate
-
     ordinary = [s for s in selections if not s.view.aggregations]
     base = plain(ordinary) if ordinary else None
+    with offline.connect() as con:  # a DuckDB offline store (the planner is DuckDB SQL)
+        return _merged(con, base, labels, selections, key_types, as_of_ingestion, with_event_times)
+
+
+def _merged(
+    con: Any, base: pa.Table | None, labels: pa.Table, selections: Sequence[ViewSelection],
+    key_types: Mapping[str, str], as_of_ingestion: bool, with_event_times: bool,
+) -> pa.Table:
+    from fsnb.aggregation_sql import ROW, aggregate
+
     columns: list[pa.ChunkedArray | pa.Array] = [labels.column(ROW) if base is None else base.column(ROW)]
     names = [ROW]
     j = 0

@@ -14,7 +14,7 @@ from typing import Any, Literal, cast
 
 from fsnb.aggregation import Aggregation, aggregations_from_dict, check_view_aggregations, describe
 from fsnb.errors import InvalidDefinition
-from fsnb.sqlnames import check_name  # here for the modules that import it from definitions
+from fsnb.sqlnames import check_name as check_name  # re-exported: modules import it from here
 from fsnb.types import parse_type
 
 _TTL_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(d|h|m|s|w)\s*$")

@@ -10,51 +10,60 @@ created after it. Everything is computed in DuckDB; Python only names columns.
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass, replace
-from datetime import timedelta
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
 from fsnb import aggregation_views
-from fsnb.backends.duckdb_pit import ROW, T, ViewSelection, latest_per_entity_sql
+from fsnb.backends.duckdb_pit import ROW, T
 from fsnb.errors import SchemaMismatch, closest
+from fsnb.leakage_columns import (
+    HORIZON,
+    LATE,
+    LEAKED,
+    NAIVE,
+    NAIVE_TIME,
+    PIT_TIME,
+    ExplainedFeature,
+    format_duration,
+)
+from fsnb.leakage_sql import (
+    CREATED,
+    INPUT,
+    LABEL,
+    NAIVE_TABLE,
+    RESULT,
+    comparison_sql,
+    key_types,
+    row_columns,
+    summary_sql,
+)
+from fsnb.notebook.warmup import warm_up_renderer
+from fsnb.retrieval import point_in_time, to_polars
+from fsnb.selection import FeatureSelection
 from fsnb.sqlnames import offline_table, q
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from fsnb.backends.duckdb_offline import OfflineStore
 
-    from fsnb.definitions import FeatureView
-    from fsnb.store import FeatureStore
-
-_INPUT = "__fsnb_leak_in"
-_RESULT = "__fsnb_leak"
-_NAIVE = "__fsnb_leak_naive"
-_LABEL = "__fsnb_label"
-_CREATED = "__fsnb_created_{}"
-_EVENT_TS = "__fsnb_ts_{}"
-
-# Suffixes of the per-feature columns of LeakageReport.rows.
-NAIVE, LEAKED, PIT_TIME, NAIVE_TIME, HORIZON, LATE = (
-    "__naive",
-    "__leaked",
-    "__pit_time",
-    "__naive_time",
-    "__horizon",
-    "__late",
-)
-
-
-@dataclass(frozen=True)
-class ExplainedFeature:
-    """One explained feature: its output column and where it comes from."""
-
-    name: str  # column name in LeakageReport.rows
-    view: FeatureView
-    feature: str  # the feature's name inside the view
-    numeric: bool
+__all__ = [
+    "HORIZON",
+    "LATE",
+    "LEAKED",
+    "NAIVE",
+    "NAIVE_TIME",
+    "PIT_TIME",
+    "ExplainedFeature",
+    "LeakageReport",
+    "analyze",
+    "explain",
+    "format_duration",
+    "joined_selection",
+    "label_column",
+    "warm_up_renderer",
+]
 
 
 class LeakageReport:
@@ -62,7 +71,7 @@ class LeakageReport:
 
     def __init__(
         self,
-        store: FeatureStore,
+        offline: OfflineStore,
         rows: pl.DataFrame,
         summary: pl.DataFrame,
         features: list[ExplainedFeature],
@@ -72,7 +81,7 @@ class LeakageReport:
         label: str | None,
         metric: str | None,
     ) -> None:
-        self.store = store
+        self.offline = offline
         self.rows = rows
         self.summary = summary
         self.features = features
@@ -109,8 +118,8 @@ class LeakageReport:
         explained = self.feature(feature)
         view = explained.view
         key = self.rows.row(row, named=True)
-        with self.store.offline.connect() as con:
-            if not self.store.offline.table_exists(con, view.name):
+        with self.offline.connect() as con:
+            if not self.offline.table_exists(con, view.name):
                 return pl.DataFrame(schema={"event_time": pl.Datetime("ns", "UTC"), "value": pl.Float64})
             where = " AND ".join(f"{q(k)} = ?" for k in view.entity_columns)
             created = (
@@ -126,10 +135,7 @@ class LeakageReport:
             )
             params = [key[k] for k in view.entity_columns] + [label_time]
             table = con.sql(sql, params=params).to_arrow_table()
-        from fsnb.store import _to_polars
-
-        frame = _to_polars(table)
-        return frame
+        return to_polars(table)
 
     def roc(self, feature: str) -> pl.DataFrame | None:
         """ROC curves of ``feature`` against the binary label, naive join and point-in-time
@@ -209,114 +215,103 @@ class LeakageReport:
         return LeakageExplorer(self, **options)
 
 
-_warmup: threading.Thread | None = None
-
-
-def warm_up_renderer() -> threading.Thread:
-    """Start vl-convert's JavaScript runtime in the background (its first render costs a
-    second or more); the explorer's static snapshot joins this thread before rendering."""
-    global _warmup
-    if _warmup is None:
-        _warmup = threading.Thread(target=_render_once, name="fsnb-vl-convert-warmup", daemon=True)
-        _warmup.start()
-    return _warmup
-
-
-def _render_once() -> None:
-    try:
-        import vl_convert as vlc
-
-        vlc.vegalite_to_svg({"data": {"values": [{"a": 1}]}, "mark": "point"})
-    except Exception:
-        pass  # only a warm-up: the real render reports its own errors
-
-
-def format_duration(value: timedelta | None) -> str:
-    if value is None:
-        return "–"
-    seconds = value.total_seconds()
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if abs(seconds) >= size:
-            amount = seconds / size
-            return f"{amount:.0f}{unit}" if amount == int(amount) or abs(amount) >= 10 else f"{amount:.1f}{unit}"
-    return f"{seconds:g}s"
-
-
-def explain_leakage(
-    store: FeatureStore,
-    entity_df: Any,
-    features: str | Sequence[str],
-    *,
-    timestamp_field: str = "event_timestamp",
-    label: str | None = None,
-) -> LeakageReport:
-    """Compare, for every label row, the point-in-time join with a naive latest-record join."""
-    from fsnb.store import _labels_frame, _to_polars
-
-    selection = store.resolve(features)
-    labels = _labels_frame(entity_df)
-    keys = selection.entity_columns
-    label = _label_column(labels, keys, timestamp_field, label)
-    explained = [
-        ExplainedFeature(out, sel.view, f, False)
-        for sel in selection.selections
-        for f, out in zip(sel.features, sel.output_names, strict=True)
-    ]
-    # Ask the planner also for the created time of each chosen row (as a hidden feature).
-    with_created = replace(
+def joined_selection(selection: FeatureSelection) -> FeatureSelection:
+    """The selection the analysis joins: each view's created time asked as a hidden
+    feature (__fsnb_created_{i}), so the report can flag late arrivals."""
+    return replace(
         selection,
         selections=[
             replace(
                 sel,
                 features=[*sel.features, sel.view.created_timestamp_field],
-                output_names=[*sel.output_names, _CREATED.format(i)],
+                output_names=[*sel.output_names, CREATED.format(i)],
             )
             if sel.view.created_timestamp_field
             else replace(sel, features=list(sel.features), output_names=list(sel.output_names))
             for i, sel in enumerate(selection.selections)
         ],
     )
-    with store.offline.connect() as con:
-        pit = store._point_in_time(labels, with_created, timestamp_field, with_event_times=True)
+
+
+def explain(
+    offline: OfflineStore,
+    labels: pl.DataFrame,
+    selection: FeatureSelection,
+    *,
+    timestamp_field: str = "event_timestamp",
+    label: str | None = None,
+) -> LeakageReport:
+    """Compare, for every label row, the point-in-time join with a naive latest-record join."""
+    label = label_column(labels, selection.entity_columns, timestamp_field, label)
+    joined = joined_selection(selection)
+    with offline.connect():  # one open of the store for the join and the comparison
+        pit = point_in_time(offline, labels, joined, timestamp_field, with_event_times=True)
+        return analyze(offline, labels, joined, pit, timestamp_field=timestamp_field, label=label)
+
+
+def analyze(
+    offline: OfflineStore,
+    labels: pl.DataFrame,
+    joined: FeatureSelection,
+    pit: pl.DataFrame,
+    *,
+    timestamp_field: str,
+    label: str | None,
+) -> LeakageReport:
+    """The report from a point-in-time join already made: joined is joined_selection(...)
+    and pit its point_in_time(..., with_event_times=True); label is label_column(...)."""
+    keys = joined.entity_columns
+    hidden = {CREATED.format(i) for i in range(len(joined.selections))}
+    explained = [
+        ExplainedFeature(out, sel.view, f, False)
+        for sel in joined.selections
+        for f, out in zip(sel.features, sel.output_names, strict=True)
+        if out not in hidden
+    ]
+    with offline.connect() as con:
         numeric = {n for n, d in pit.schema.items() if d.is_numeric() or d == pl.Boolean}
         explained = [replace(f, numeric=f.name in numeric) for f in explained]
         inputs = pit.hstack(labels.select(keys).with_columns(labels.get_column(timestamp_field).alias(T)))
         if label is not None:
-            inputs = inputs.with_columns(labels.get_column(label).alias(_LABEL))
-        key_types = _key_types(with_created.selections)
-        con.register(_INPUT, inputs.to_arrow())
-        naive_sql, compare_sql = _comparison_sql(
-            with_created.selections, explained, keys, key_types, con, store, label is not None
+            inputs = inputs.with_columns(labels.get_column(label).alias(LABEL))
+        stored = {sel.view.name for sel in joined.selections if offline.table_exists(con, sel.view.name)}
+        con.register(INPUT, inputs.to_arrow())
+        relations = {  # hook: fsnb.aggregation_views (each aggregate as of the key's latest event)
+            i: aggregation_views.naive_relation(con, s.view, s.features, i)
+            for i, s in enumerate(joined.selections) if s.view.aggregations and s.view.name in stored
+        }
+        naive_sql, compare_sql = comparison_sql(
+            joined.selections, explained, keys, key_types(joined.selections), stored, label is not None, relations
         )
         try:
             naive = con.sql(naive_sql).to_arrow_table()
-            con.register(_NAIVE, naive)
+            con.register(NAIVE_TABLE, naive)
             try:
                 compared = con.sql(compare_sql).to_arrow_table()
             finally:
-                con.unregister(_NAIVE)
+                con.unregister(NAIVE_TABLE)
         finally:
-            con.unregister(_INPUT)
+            con.unregister(INPUT)
         if not np.array_equal(compared.column(ROW).to_numpy(), np.arange(compared.num_rows)):
             msg = "internal error: the leakage comparison lost the label order"
             raise AssertionError(msg)
         # The summary reads the comparison in place (Arrow), not a copy in a table.
-        con.register(_RESULT, compared)
+        con.register(RESULT, compared)
         try:
             metric = _metric_kind(labels, label)
-            summary = _to_polars(con.sql(_summary_sql(explained, metric)).to_arrow_table())
+            summary = to_polars(con.sql(summary_sql(explained, metric)).to_arrow_table())
         finally:
-            con.unregister(_RESULT)
-    columns = [c for f in explained for c in _row_columns(f.name)]
-    rows = _to_polars(compared.select(columns))
-    # Horizons are exact nanoseconds (times compare exactly, DESIGN section 2).
+            con.unregister(RESULT)
+    columns = [c for f in explained for c in row_columns(f.name)]
+    rows = to_polars(compared.select(columns))
+    # Horizons are exact nanoseconds (times compare exactly, docs/architecture.md).
     rows = labels.hstack(rows.with_columns(pl.col(f.name + HORIZON).cast(pl.Duration("ns")) for f in explained))
     summary = summary.with_columns(
         pl.col("median_horizon").cast(pl.Int64).cast(pl.Duration("ns")),
         pl.col("max_horizon").cast(pl.Duration("ns")),
     )
     return LeakageReport(
-        store,
+        offline,
         rows,
         summary,
         explained,
@@ -327,7 +322,7 @@ def explain_leakage(
     )
 
 
-def _label_column(labels: pl.DataFrame, keys: list[str], timestamp_field: str, label: str | None) -> str | None:
+def label_column(labels: pl.DataFrame, keys: list[str], timestamp_field: str, label: str | None) -> str | None:
     if label is not None:
         if label not in labels.columns:
             msg = f"labels have no column '{label}'{closest(label, labels.columns)}; pass label=<your label column>"
@@ -352,126 +347,3 @@ def _metric_kind(labels: pl.DataFrame, label: str | None) -> str | None:
     return "abs_pearson"
 
 
-def _key_types(selections: list[ViewSelection]) -> dict[str, str]:
-    types: dict[str, str] = {}
-    for sel in selections:
-        for k in sel.view.entity_columns:
-            registered = (sel.view.entity_types or {}).get(k)
-            if registered:
-                types.setdefault(k, registered)
-    return types
-
-
-def _row_columns(name: str) -> list[str]:
-    return [name + s for s in ("", NAIVE, LEAKED, PIT_TIME, NAIVE_TIME, HORIZON, LATE)]
-
-
-def _comparison_sql(
-    selections: list[ViewSelection],
-    explained: list[ExplainedFeature],
-    keys: list[str],
-    key_types: dict[str, str],
-    con: Any,
-    store: FeatureStore,
-    has_label: bool,
-) -> tuple[str, str]:
-    """Two queries: the naive rows per label row (narrow, in label order), then one row
-    per label row with naive value/time, leaked, horizon and late flag per feature.
-
-    The second pastes the first next to the planner's output by position (both are in
-    label order), so the wide result is never sorted.
-    """
-    casts = [f"CAST({q(k)} AS {t}) AS {q(k)}" for k, t in key_types.items() if k in keys]
-    casts.append(f"CAST({T} AS TIMESTAMPTZ_NS) AS {T}")
-    p = f"p AS (SELECT * REPLACE ({', '.join(casts)}) FROM {_INPUT})"
-    ctes, joins, naive_cols = [p], [], []
-    stored = {sel.view.name for sel in selections if store.offline.table_exists(con, sel.view.name)}
-    by_view = {sel.view.name: (i, sel) for i, sel in enumerate(selections)}
-    for i, sel in enumerate(selections):
-        if sel.view.name in stored:
-            real = [f for f in sel.features if f != sel.view.created_timestamp_field]
-            if sel.view.aggregations:  # hook: fsnb.aggregation_views (the aggregate as of the key's latest event)
-                ctes.append(f"n{i} AS (SELECT * FROM {aggregation_views.naive_relation(con, sel.view, real, i)})")
-            else:
-                ctes.append(f"n{i} AS ({latest_per_entity_sql(sel.view, real)})")
-            on = " AND ".join(f"p.{q(k)} = n{i}.{q(k)}" for k in sel.view.entity_columns)
-            joins.append(f"LEFT JOIN n{i} ON {on}")
-            naive_cols.append(f"n{i}.{q(sel.view.timestamp_field)} AS {q(f'__fsnb_nts_{i}')}")
-            naive_cols += [f"n{i}.{q(f)} AS {q(f'__fsnb_nv_{i}_{f}')}" for f in real]
-    naive_sql = (
-        f"WITH {', '.join(ctes)} SELECT {', '.join(naive_cols) or 'NULL AS __fsnb_none'} "
-        f"FROM p {' '.join(joins)} ORDER BY p.{ROW}"
-    )
-    outputs = [f"p.{ROW}", f"p.{T}"] + ([f"p.{_LABEL}"] if has_label else [])
-    for f in explained:
-        i, sel = by_view[f.view.name]
-        view = f.view
-        pit_ts = f"p.{q(_EVENT_TS.format(i))}"
-        if view.name in stored:
-            naive, naive_ts = f"x.{q(f'__fsnb_nv_{i}_{f.feature}')}", f"x.{q(f'__fsnb_nts_{i}')}"
-        else:
-            naive, naive_ts = f"CAST(NULL AS {view.feature_types.get(f.feature) or 'VARCHAR'})", "CAST(NULL AS TIMESTAMPTZ_NS)"
-        leaked = f"coalesce({naive_ts} > p.{T}, false)"
-        if view.created_timestamp_field:
-            late = f"coalesce(p.{q(_CREATED.format(i))} > p.{T}, false)"
-        else:
-            late = "CAST(NULL AS BOOLEAN)"
-        outputs += [
-            f"p.{q(f.name)} AS {q(f.name)}",
-            f"{naive} AS {q(f.name + NAIVE)}",
-            f"{leaked} AS {q(f.name + LEAKED)}",
-            f"{pit_ts} AS {q(f.name + PIT_TIME)}",
-            f"{naive_ts} AS {q(f.name + NAIVE_TIME)}",
-            f"CASE WHEN {leaked} THEN epoch_ns(CAST({naive_ts} AS TIMESTAMPTZ_NS)) - epoch_ns(p.{T}) END AS {q(f.name + HORIZON)}",
-            f"{late} AS {q(f.name + LATE)}",
-        ]
-    compare_sql = f"WITH {p} SELECT {', '.join(outputs)} FROM p POSITIONAL JOIN {_NAIVE} x"
-    return naive_sql, compare_sql
-
-
-def _summary_sql(explained: list[ExplainedFeature], metric: str | None) -> str:
-    parts = []
-    for f in explained:
-        c = f.name
-        leaked, horizon, late = q(c + LEAKED), q(c + HORIZON), q(c + LATE)
-        late_rows = f"count(*) FILTER ({late})" if f.view.created_timestamp_field else "CAST(NULL AS BIGINT)"
-        if metric and f.numeric:
-            naive_metric, pit_metric = _metric_sql(c + NAIVE, metric), _metric_sql(c, metric)
-        else:
-            naive_metric = pit_metric = "CAST(NULL AS DOUBLE)"
-        parts.append(
-            f"SELECT {_literal(c)} AS feature, {_literal(f.view.name)} AS view, count(*) AS rows, "
-            f"count(*) FILTER ({leaked}) AS leaky_rows, "
-            f"coalesce(count(*) FILTER ({leaked}) / nullif(count(*), 0), 0.0) AS leak_rate, "
-            f"median({horizon}) AS median_horizon, max({horizon}) AS max_horizon, "
-            f"{late_rows} AS late_rows, "
-            f"count(*) FILTER ({leaked} AND {q(c + NAIVE)} IS DISTINCT FROM {q(c)}) AS changed_rows, "
-            f"{_literal(metric) if metric else 'CAST(NULL AS VARCHAR)'} AS metric, "
-            f"({naive_metric}) AS naive_metric, ({pit_metric}) AS pit_metric "
-            f"FROM {_RESULT}"
-        )
-    summary = " UNION ALL ".join(f"SELECT * FROM ({p})" for p in parts)
-    return (
-        f"SELECT *, CAST(naive_metric - pit_metric AS DOUBLE) AS inflation FROM ({summary})"
-    )
-
-
-def _metric_sql(column: str, metric: str) -> str:
-    x, y = f"CAST({q(column)} AS DOUBLE)", f"CAST({_LABEL} AS DOUBLE)"
-    if metric == "abs_pearson":
-        return f"SELECT abs(corr({x}, {y})) FROM {_RESULT}"
-    # ROC AUC from counts per distinct value (ties count one half), so no global sort
-    # of the label rows is needed; reported as max(AUC, 1 - AUC): the ranking power
-    # of the feature whichever way it points.
-    return (
-        f"SELECT greatest(a, 1 - a) FROM ("
-        f"SELECT CASE WHEN sum(pos) > 0 AND sum(neg) > 0 "
-        f"THEN sum(pos * (neg_below + neg / 2.0)) / (sum(pos) * sum(neg)) END AS a FROM ("
-        f"SELECT pos, neg, coalesce(sum(neg) OVER (ORDER BY v ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS neg_below FROM ("
-        f"SELECT {x} AS v, count(*) FILTER ({y} = 1) AS pos, count(*) FILTER ({y} = 0) AS neg "
-        f"FROM {_RESULT} WHERE {q(column)} IS NOT NULL AND {_LABEL} IS NOT NULL GROUP BY 1)))"
-    )
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"

@@ -42,7 +42,7 @@ from fsnb.aggregation_sql import is_nanoseconds, time_int
 from fsnb.backends.sqlite_online import decoder
 from fsnb.definitions import FeatureView
 from fsnb.errors import InvalidData
-from fsnb.registry import connect_sqlite
+from fsnb.sqlite_util import connect_sqlite
 from fsnb.sqlnames import offline_table, q, qlist
 
 TS, DIGEST = "_fsnb_ts", "_fsnb_digest"

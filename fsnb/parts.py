@@ -38,7 +38,8 @@ LOG_FILE = "log.sqlite"
 class Caches:
     """What a store remembers between calls; cleared when definitions or data change."""
 
-    readers: dict[tuple[str, ...], list[OnlineReader]] = field(default_factory=dict)  # online readers per feature list
+    # online readers per feature list: (registry version, readers, entity columns, all tables exist)
+    readers: dict[tuple[str, ...], tuple[int, list[OnlineReader], list[str], bool]] = field(default_factory=dict)
     key_plans: dict[tuple[str, ...], Any] = field(default_factory=dict)  # online key typing per feature list
     checked: dict[tuple[str, Any], Any] = field(default_factory=dict)  # schema-only batch checks (streaming)
     registry_checked: float = float("-inf")  # when the registry change counter was last read

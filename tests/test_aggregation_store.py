@@ -96,7 +96,7 @@ def same(a: Any, b: Any) -> bool:
 def set_now(monkeypatch: pytest.MonkeyPatch, when: dt.datetime) -> None:
     us = (when - dt.datetime(1970, 1, 1, tzinfo=UTC)) // dt.timedelta(microseconds=1)
     monkeypatch.setattr(timeutil, "now_us", lambda: us)
-    monkeypatch.setattr("fsnb.store.now_us", lambda: us)  # get_online_features' clock
+    monkeypatch.setattr("fsnb.serving.now_us", lambda: us)  # get_online_features' clock (fsnb/serving.py)
 
 
 # -- the definition ---------------------------------------------------------------------------

@@ -274,7 +274,7 @@ def test_magics_turn_engine_errors_into_one_line(shell, monkeypatch, index) -> N
     def fail(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(fsnb.FeatureStore, "get_historical_features", fail)
+    monkeypatch.setattr(fsnb.FeatureStore, "build_training_set", fail)  # what %training_set calls
     with pytest.raises(UsageError) as info:
         shell.run_line_magic("training_set", "labels user_stats:login_count")
     assert str(info.value) == message
@@ -284,7 +284,7 @@ def test_a_bug_in_fsnb_keeps_its_traceback(shell, monkeypatch) -> None:
     def fail(*args, **kwargs):
         raise KeyError("internal")
 
-    monkeypatch.setattr(fsnb.FeatureStore, "get_historical_features", fail)
+    monkeypatch.setattr(fsnb.FeatureStore, "build_training_set", fail)  # what %training_set calls
     with pytest.raises(KeyError):
         shell.run_line_magic("training_set", "labels user_stats:login_count")
 

@@ -245,9 +245,9 @@ def test_training_set_summary_counts_nulls_and_leaks(ip: InteractiveShell) -> No
     user_stats(ip)
     store = magics_of(ip).store
     labels = ip.user_ns["labels"]
-    frame = store.get_historical_features(labels, ["user_stats:login_count"])
-    report = store.explain_leakage(labels, ["user_stats:login_count"])
-    summary = TrainingSetSummary.of(frame, ["login_count"], "event_timestamp", report=report)
+    ts = store.build_training_set(labels, ["user_stats:login_count"])
+    frame = ts.frame
+    summary = TrainingSetSummary.of(frame, ts.output_names, "event_timestamp", report=ts.report)
     (q,) = summary.features
     assert q.name == "login_count" and q.null_rate == 0.25
     if summary.has_leakage:  # the two rows of user 42 see 03-07's value under a naive join
@@ -468,13 +468,13 @@ def test_training_set_runs_the_leakage_analysis_once(ip: InteractiveShell, monke
     user_stats(ip)
     store = magics_of(ip).store
     calls = []
-    real = store.explain_leakage
+    real = store.build_training_set
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         calls.append(args)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(store, "explain_leakage", counted)
+    monkeypatch.setattr(store, "build_training_set", counted)
     ip.run_line_magic("training_set", "labels user_stats:login_count user_stats:avg_purchase --explore")
     assert len(calls) == 1  # the summary and the explorer share one analysis
     shown = capsys.readouterr().out
@@ -489,6 +489,39 @@ def test_materialize_and_online_features_read_as_text(ip: InteractiveShell) -> N
     assert repr(written) == "materialized into the online store:\nview        rows written\nuser_stats  2"
     r = ip.run_line_magic("online_features", "user_stats:login_count --entity user_id=42")
     assert repr(r) == "online features (1 entity):\nuser_id  login_count\n42       9"
+
+
+def test_training_set_joins_once_and_explores_without_a_second_join(ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fsnb.backends.duckdb_offline import OfflineStore
+
+    user_stats(ip)
+    joins: list[bool] = []
+    original = OfflineStore.point_in_time
+
+    def counted(self: OfflineStore, *args: Any, **kwargs: Any) -> Any:
+        joins.append(bool(kwargs.get("with_event_times")))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(OfflineStore, "point_in_time", counted)
+    frame = ip.run_line_magic("training_set", "labels user_stats:login_count")
+    assert joins == [True]  # one join, with event times: the frame and the leakage summary
+    assert frame["login_count"].to_list() == [2, 1, None, 2]
+    joins.clear()
+    frame = ip.run_line_magic("training_set", "labels user_stats:login_count --explore")
+    assert joins == [True]  # the explorer opens the same report
+    assert frame["login_count"].to_list() == [2, 1, None, 2]
+
+
+def test_build_training_set_frame_is_get_historical_features(ip: InteractiveShell) -> None:
+    user_stats(ip)
+    store = magics_of(ip).store
+    labels = ip.user_ns["labels"]
+    for options in ({}, {"full_feature_names": True}, {"as_of_ingestion": True}):
+        ts = store.build_training_set(labels, ["user_stats:login_count"], **options)
+        assert ts.frame.equals(store.get_historical_features(labels, ["user_stats:login_count"], **options))
+        assert ts.report is not None and ts.report.rows.height == labels.height
+    empty = store.build_training_set(labels.clear(), ["user_stats:login_count"])
+    assert empty.report is None and empty.frame.height == 0
 
 
 def test_every_magic_and_flag_is_documented(ip: InteractiveShell) -> None:

@@ -32,9 +32,11 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 import fsnb
-from fsnb.backends.duckdb_pit import ROW, T, ViewSelection
+from fsnb import retrieval
+from fsnb.backends.duckdb_pit import ROW, T
 from fsnb.backends.spark_offline import SparkOfflineStore
 from fsnb.errors import InvalidData
+from fsnb.selection import ViewSelection
 from fsnb.validation import CheckedBatch, check_batch
 
 pytestmark = pytest.mark.slow
@@ -189,7 +191,7 @@ class Twin:
 
     def training_sets(self, labels: pl.DataFrame, refs: list[str], *, as_of: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
         sel = self.duck.resolve(refs)
-        duck = self.duck._point_in_time(labels, sel, "event_timestamp", as_of_ingestion=as_of, with_event_times=True)
+        duck = retrieval.point_in_time(self.duck.offline, labels, sel, "event_timestamp", as_of_ingestion=as_of, with_event_times=True)
         key_types = {k: t for s in sel.selections for k, t in (s.view.entity_types or {}).items()}
         got = self.spark.point_in_time(_labels_arrow(labels, sel.entity_columns), sel.selections, key_types,
                                        as_of_ingestion=as_of, with_event_times=True)

@@ -269,7 +269,7 @@ def test_pushed_nanosecond_times_stay_exact_offline_and_online(store) -> None:
 
 
 def test_online_ttl_is_exact_for_sub_microsecond_event_times(store, monkeypatch) -> None:
-    import fsnb.store as store_module
+    import fsnb.serving as store_module
 
     start = NOON_NS // 1000  # whole microseconds
     features = pa.table({"k": [1], "event_timestamp": _ns([NOON_NS + 600], None), "x": [1]})

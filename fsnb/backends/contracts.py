@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pyarrow as pa
 
 if TYPE_CHECKING:
-    from fsnb.backends.duckdb_pit import ViewSelection
     from fsnb.definitions import FeatureView
+    from fsnb.selection import ViewSelection
     from fsnb.validation import CheckedBatch
 
 

@@ -17,13 +17,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
 
 from fsnb.backends.contracts import Journal
-from fsnb.backends.duckdb_pit import latest_per_entity_filter, latest_per_entity_sql
+from fsnb.backends.duckdb_pit import (
+    LABELS,
+    latest_per_entity_filter,
+    latest_per_entity_sql,
+    point_in_time_sql,
+)
 from fsnb.backends.duckdb_write import Written as Written  # re-exported: what write() returns
 from fsnb.backends.duckdb_write import stats_dict, write_batch
 from fsnb.definitions import FeatureView
@@ -39,7 +44,10 @@ from fsnb.sqlnames import (
     q,
     qlist,
 )
-from fsnb.validation import CheckedBatch
+from fsnb.validation import CheckedBatch, arrow_duck_types
+
+if TYPE_CHECKING:
+    from fsnb.selection import ViewSelection
 
 _META = OFFLINE_META
 # Columns the meta table gained after its first release (added to older stores on open):
@@ -342,6 +350,37 @@ class OfflineStore:
             "max_ts": hi.isoformat() if hi else None,
             "last_ingested": last.isoformat() if last else None,
         }
+
+
+    # -- point-in-time retrieval (the SQL: fsnb/backends/duckdb_pit.py) ---------------
+    def label_types(self, labels: pa.Table) -> dict[str, str]:
+        """Each label column's DuckDB type (in parse_type's spelling)."""
+        with self.connect() as con:
+            return arrow_duck_types(con, labels)
+
+    def point_in_time(
+        self,
+        labels: pa.Table,
+        selections: list[ViewSelection],
+        key_types: dict[str, str],
+        *,
+        as_of_ingestion: bool = False,
+        with_event_times: bool = False,
+    ) -> pa.Table:
+        """Per label row (columns __fsnb_row, __fsnb_t, keys), the selected features, in
+        row order (docs/architecture.md, "Point-in-time rules"). Sets each selection's
+        has_table / has_ties from the store."""
+        with self.connect() as con:
+            for sel in selections:
+                sel.has_table = self.table_exists(con, sel.view.name)
+                if sel.has_table:
+                    _, sel.has_ties = self.meta(con, sel.view.name)
+            sql = point_in_time_sql(selections, key_types, as_of_ingestion=as_of_ingestion, with_event_times=with_event_times)
+            con.register(LABELS, labels)
+            try:
+                return con.sql(sql).to_arrow_table()
+            finally:
+                con.unregister(LABELS)
 
 
 def _upgrade_time_column(con: duckdb.DuckDBPyConnection, name: str, column: str) -> None:

@@ -9,10 +9,10 @@ filter on the one row it found (the latest row <= t is the only candidate).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from fsnb.definitions import FeatureView
+from fsnb.selection import ViewSelection
 from fsnb.sqlnames import INGESTED_AT, SEQ, offline_table, q, qlist
 from fsnb.timeutil import duration_us
 
@@ -21,16 +21,6 @@ ROW = "__fsnb_row"
 T = "__fsnb_t"
 
 
-@dataclass
-class ViewSelection:
-    """The features asked of one view, and the output column name of each."""
-
-    view: FeatureView
-    features: list[str]
-    output_names: list[str]
-    has_table: bool = True
-    has_ties: bool = False
-    extra: dict[str, str] = field(default_factory=dict)  # output name -> SQL over alias
 
 
 def label_cte(selections: list[ViewSelection], key_types: dict[str, str]) -> str:

@@ -35,9 +35,10 @@ import pyarrow.compute as pc
 
 from fsnb.backends import delta_log
 from fsnb.backends.delta_log import UTC_US, Warehouse
-from fsnb.backends.duckdb_pit import ROW, T, ViewSelection
+from fsnb.backends.duckdb_pit import ROW, T
 from fsnb.definitions import FeatureView, check_name
 from fsnb.errors import InvalidData, SchemaMismatch, StoreError
+from fsnb.selection import ViewSelection
 from fsnb.sqlnames import ENTRY, INGESTED_AT, SEQ
 from fsnb.timeutil import duration_us
 from fsnb.validation import CheckedBatch, check_batch

@@ -24,7 +24,7 @@ from pathlib import Path
 from fsnb.backends.consumer_locks import CONSUMERS, consumer_active, os_consumer_lock
 from fsnb.backends.contracts import LogEntry, decode_batch, encode_batch
 from fsnb.errors import StoreError, one_line
-from fsnb.registry import ThreadConnections
+from fsnb.sqlite_util import ThreadConnections
 from fsnb.timeutil import now_us
 
 LOG_FILE = "log.sqlite"
@@ -74,7 +74,7 @@ class SqliteLog:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.path = directory / LOG_FILE
-        from fsnb.registry import refuse_empty_file
+        from fsnb.sqlite_util import refuse_empty_file
 
         refuse_empty_file(self.path, _LOG_HINT)
 
@@ -196,7 +196,7 @@ def uncommitted(directory: Path) -> dict[str, int] | None:
     path = directory / LOG_FILE
     if not path.exists():
         return None
-    from fsnb.registry import damaged, is_damage, refuse_empty_file
+    from fsnb.sqlite_util import damaged, is_damage, refuse_empty_file
 
     refuse_empty_file(path, _LOG_HINT)
     try:
@@ -218,7 +218,7 @@ def read_view_lag(path: Path, views: list[str]) -> dict[str, tuple[int, float | 
     """Per view: entries of the log file at path that the slower consumer has not applied
     yet, and when its latest batch applied online was pushed (seconds since the epoch).
     Read in one snapshot, without creating or changing any file (the server endpoint's read)."""
-    from fsnb.registry import connect_sqlite
+    from fsnb.sqlite_util import connect_sqlite
 
     if not views or not path.is_file():
         return {}

@@ -31,7 +31,13 @@ from fsnb.backends.online_values import (
 )
 from fsnb.definitions import FeatureView
 from fsnb.errors import one_line
-from fsnb.registry import ThreadConnections, connect_sqlite, damaged, is_damage, refuse_empty_file
+from fsnb.sqlite_util import (
+    ThreadConnections,
+    connect_sqlite,
+    damaged,
+    is_damage,
+    refuse_empty_file,
+)
 from fsnb.sqlnames import online_table, q, qlist
 
 # The value encoding is shared with Redis (online_values); named here too for older imports.

@@ -21,7 +21,7 @@ import traitlets
 
 from fsnb.definitions import format_ttl
 from fsnb.errors import InvalidData
-from fsnb.leakage import HORIZON, LEAKED, NAIVE_TIME, format_duration
+from fsnb.leakage_columns import HORIZON, LEAKED, NAIVE_TIME, format_duration
 from fsnb.notebook import explorer_charts as charts
 from fsnb.notebook.explorer_data import (
     impact_metrics,

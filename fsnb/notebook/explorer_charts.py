@@ -53,7 +53,7 @@ def to_svg(chart: Any) -> str:
     import vl_convert as vlc
     from altair.utils._importers import vl_version_for_vl_convert
 
-    from fsnb.leakage import warm_up_renderer
+    from fsnb.notebook.warmup import warm_up_renderer
 
     warm_up_renderer().join()
     svg: str = vlc.vegalite_to_svg(chart.to_dict(validate=False), vl_version=vl_version_for_vl_convert())

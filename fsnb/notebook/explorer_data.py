@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from fsnb.leakage import HORIZON, LEAKED, NAIVE, NAIVE_TIME, PIT_TIME, format_duration
+from fsnb.leakage_columns import HORIZON, LEAKED, NAIVE, NAIVE_TIME, PIT_TIME, format_duration
 
 if TYPE_CHECKING:
     from fsnb.leakage import LeakageReport

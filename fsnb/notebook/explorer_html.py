@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from fsnb.leakage import HORIZON, LATE, LEAKED, NAIVE, format_duration
+from fsnb.leakage_columns import HORIZON, LATE, LEAKED, NAIVE, format_duration
 from fsnb.notebook.explorer_charts import NAIVE_COLOR, PIT_COLOR
 from fsnb.notebook.explorer_data import show
 

@@ -270,25 +270,19 @@ class FsnbMagics(Magics):
         _check_output(args.output)
         labels = self._labels(args.labels, local_ns)
         options = grammar.keywords("training_set", args)  # timestamp_field=, full_feature_names=, ...
-        frame = self.store.get_historical_features(labels, args.features, **options)
+        ts = self.store.build_training_set(labels, args.features, **options)  # one join, one analysis
+        frame = ts.frame
         fingerprint = None
         if args.output:
             self._store_output(args.output, frame)
             fingerprint = self.store.record_training_set(args.output, frame, args.features, labels=args.labels, **options)
-        outputs = self.store.resolve(args.features, full_feature_names=args.full_names).output_names
-        report, note = None, None
-        if frame.height:  # the analysis runs once: the summary and the explorer share it
-            try:
-                report = self.store.explain_leakage(labels, args.features, timestamp_field=args.timestamp)
-            except FsnbError as exc:
-                note = f"leakage analysis unavailable: {exc}"
         summary = render.TrainingSetSummary.of(
-            frame, outputs, args.timestamp, report=report, name=args.output, fingerprint=fingerprint
+            frame, ts.output_names, args.timestamp, report=ts.report, name=args.output, fingerprint=fingerprint
         )
-        summary.leakage_note = note
         render.show(summary)
         if args.explore:
-            render.show(report.explorer() if report is not None else self._explorer(labels, args.features, args.timestamp))
+            explorer = ts.report.explorer() if ts.report is not None else self._explorer(labels, args.features, args.timestamp)
+            render.show(explorer)
         return frame
 
     # -- %online_features -----------------------------------------------------------
