@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "Aggregation",
     "FeatureStore",
     "FeatureView",
     "FsnbError",
@@ -27,6 +28,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "Aggregation": "fsnb.aggregation",
     "FeatureStore": "fsnb.store",
     "FeatureView": "fsnb.definitions",
     "FsnbError": "fsnb.errors",
@@ -42,6 +44,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from fsnb.aggregation import Aggregation
     from fsnb.definitions import FeatureView
     from fsnb.errors import (
         FsnbError,

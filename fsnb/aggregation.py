@@ -12,11 +12,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from fsnb import types
-from fsnb.definitions import check_name
 from fsnb.errors import InvalidDefinition
+from fsnb.sqlnames import check_name
+
+if TYPE_CHECKING:
+    from fsnb.definitions import FeatureView
 
 Function = Literal["count", "sum", "mean", "min", "max", "stddev"]
 FUNCTIONS: tuple[str, ...] = get_args(Function)
@@ -206,3 +209,81 @@ def check_aggregations(view_name: str, aggregations: list[Aggregation], reserved
             raise InvalidDefinition(msg)
         out.append(agg)
     return tuple(out)
+
+
+# -- on a FeatureView (definitions.py calls these; no import back, docs/architecture.md) --
+def check_view_aggregations(view: FeatureView) -> tuple[Aggregation, ...] | None:
+    """The view's aggregations, validated against the rest of its definition."""
+    aggs = view.aggregations
+    if aggs is None:
+        return None
+    if isinstance(aggs, Aggregation) or not isinstance(aggs, list | tuple):
+        msg = f"aggregations of '{view.name}' must be a list of fsnb.Aggregation, not {type(aggs).__name__}"
+        raise InvalidDefinition(msg)
+    if not aggs:
+        return None
+    if view.ttl is not None:
+        msg = f"'{view.name}' has aggregations and a ttl; drop the ttl (each aggregation's window bounds it)"
+        raise InvalidDefinition(msg)
+    raw = view.feature_names
+    reserved = {*view.system_columns, *raw}
+    out = check_aggregations(view.name, list(aggs), reserved)
+    columns = {*raw, view.timestamp_field, *([view.created_timestamp_field] if view.created_timestamp_field else [])}
+    types = view.feature_types
+    for agg in out:
+        if agg.column is None:
+            continue
+        if view.features is not None and agg.column not in columns:
+            msg = (
+                f"aggregation '{agg.name}' of '{view.name}' reads '{agg.column}', which is not a column of its events "
+                f"({', '.join(raw) or 'none'}); add it to features or fix the aggregation"
+            )
+            raise InvalidDefinition(msg)
+        column_type = types.get(agg.column)
+        if column_type is not None:
+            agg.check_column_type(view.name, column_type)  # at first ingest, when the types become known
+    return out
+
+
+def aggregations_from_dict(value: Any) -> list[Aggregation] | None:
+    """A definition's "aggregations" entry (absent or a list of Aggregation.to_dict())."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        msg = f"'aggregations' must be a non-empty JSON array of aggregations, not {value!r:.40}"
+        raise InvalidDefinition(msg)
+    return [Aggregation.from_dict(item) for item in value]
+
+
+def describe(agg: Aggregation) -> str:
+    """The aggregation as the magic's --aggregate flag writes it: 'sum(amount) 7d as amount_sum_7d'."""
+    return f"{agg.function}({agg.column or '*'}) {agg.window_text} as {agg.name}"
+
+
+def served_features(view: FeatureView) -> tuple[str, ...]:
+    """The feature names a view serves: its aggregations' names, else its features."""
+    if view.aggregations:
+        return tuple(a.name for a in view.aggregations)
+    return view.feature_names
+
+
+def served_types(view: FeatureView) -> dict[str, str | None]:
+    """Name -> DuckDB type of what the view serves (None while an event column's type is unknown)."""
+    if not view.aggregations:
+        return view.feature_types
+    raw = view.feature_types
+    out: dict[str, str | None] = {}
+    for a in view.aggregations:
+        known = a.column is None or raw.get(a.column) is not None or a.function in ("count", "mean", "stddev")
+        out[a.name] = a.output_type(raw.get(a.column) if a.column else None) if known else None
+    return out
+
+
+def schema_rows(view: FeatureView, rows: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """A view's (column, role, type) rows with its event columns and its aggregations."""
+    out = [(c, "event column" if role == "feature" else role, t) for c, role, t in rows]
+    served = served_types(view)
+    for agg in view.aggregations or ():
+        what = f"{agg.function}({agg.column or '*'}) over {agg.window_text}"
+        out.append((agg.name, f"aggregation: {what}", served.get(agg.name) or "?"))
+    return out

@@ -1,4 +1,4 @@
-"""The DuckDB planner for window aggregations (docs/architecture.md, "Point-in-time rules": window aggregations).
+"""The DuckDB planner for window aggregations (docs/architecture.md).
 
 For a label (k, t) an aggregation's value is its function over k's events with event
 time in (t - window, t]. The plan puts the label rows into the event stream and reads

@@ -12,14 +12,14 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, Literal, cast
 
+from fsnb.aggregation import Aggregation, aggregations_from_dict, check_view_aggregations, describe
 from fsnb.errors import InvalidDefinition
+from fsnb.sqlnames import check_name as check_name  # re-exported: modules import it from here
 from fsnb.timeutil import format_ttl as format_ttl  # re-exported: it states a FeatureView's TTL
 from fsnb.types import parse_type
 
 _TTL_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(d|h|m|s|w)\s*$")
 _TTL_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_RESERVED_RE = re.compile(r"^_+fsnb", re.IGNORECASE)  # fsnb's own columns (validation.RESERVED)
 
 SyncMode = Literal["materialize", "stream"]
 TtlInput = timedelta | str | int | float | None  # what a user may write; a FeatureView keeps timedelta | None
@@ -58,15 +58,6 @@ def _ttl_delta(amount: float, unit: str, given: object) -> timedelta:
         raise InvalidDefinition(msg) from None
 
 
-def check_name(kind: str, name: str) -> str:
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        shown = repr(name) if isinstance(name, str) else f"{name!r} ({type(name).__name__})"
-        msg = f"{kind} name {shown} is not valid; use letters, digits and '_' (not starting with a digit)"
-        raise InvalidDefinition(msg)
-    if kind != "feature view" and _RESERVED_RE.match(name):
-        msg = f"{kind} name {name!r} is reserved: fsnb's own columns start with '_fsnb'; rename it"
-        raise InvalidDefinition(msg)
-    return name
 
 
 def _names(kind: str, view: str, value: object) -> list[str]:
@@ -109,6 +100,7 @@ class FeatureView:
     tags: Mapping[str, str] | None = None
     query: str | None = None
     entity_types: Mapping[str, str] | None = field(default=None, compare=True)
+    aggregations: Sequence[Aggregation] | None = None  # fsnb.aggregation_views
 
     def __init__(
         self,
@@ -124,6 +116,7 @@ class FeatureView:
         tags: Mapping[str, str] | None = None,
         query: str | None = None,
         entity_types: Mapping[str, str] | None = None,
+        aggregations: Sequence[Aggregation] | None = None,
     ) -> None:
         # By hand, as the dataclass's own __init__ would type ttl as what it keeps: the
         # user's ttl is parsed once, in _check, and every reader sees timedelta | None.
@@ -201,6 +194,8 @@ class FeatureView:
             object.__setattr__(
                 self, "entity_types", {check_name("entity column", k): parse_type(t) for k, t in mapping.items()}
             )
+        if self.aggregations is not None:  # hook: window aggregations (docs/architecture.md)
+            object.__setattr__(self, "aggregations", check_view_aggregations(self))
 
     # -- derived -----------------------------------------------------------------
     @property
@@ -254,6 +249,7 @@ class FeatureView:
             "description": self.description,
             "tags": dict(self.tags or {}),
             "query": self.query,
+            **({"aggregations": [a.to_dict() for a in self.aggregations]} if self.aggregations else {}),
         }
 
     @classmethod
@@ -299,6 +295,7 @@ class FeatureView:
             tags=_field(data, "tags", dict, optional=True) or {},
             query=_field(data, "query", str, optional=True),
             entity_types=entity_types,
+            aggregations=aggregations_from_dict(data.get("aggregations")),
         )
 
     def definition_hash(self) -> str:
@@ -307,6 +304,8 @@ class FeatureView:
 
     def __repr__(self) -> str:
         feats = ", ".join(self.feature_names) if self.features is not None else "(inferred)"
+        if self.aggregations:  # hook: window aggregations
+            feats = ", ".join(describe(a) for a in self.aggregations) + f"; events=[{feats}]"
         return (
             f"FeatureView({self.name!r}, entities={list(self.entity_columns)}, "
             f"timestamp={self.timestamp_field!r}, ttl={format_ttl(self.ttl)}, features=[{feats}])"
@@ -359,6 +358,9 @@ def diff_views(old: FeatureView, new: FeatureView) -> list[ViewChange]:
         a, b = getattr(old, name), getattr(new, name)
         if a != b:
             changes.append(ViewChange(name, a, b))
+    if old.aggregations != new.aggregations:  # as the --aggregate flag writes them
+        before, after = (tuple(describe(a) for a in v.aggregations or ()) for v in (old, new))
+        changes.append(ViewChange("aggregations", before, after))
     return changes
 
 

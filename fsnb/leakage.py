@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from fsnb import aggregation_views
 from fsnb.backends.duckdb_pit import ROW, T
 from fsnb.errors import SchemaMismatch, closest
 from fsnb.leakage_columns import (
@@ -275,8 +276,12 @@ def analyze(
             inputs = inputs.with_columns(labels.get_column(label).alias(LABEL))
         stored = {sel.view.name for sel in joined.selections if offline.table_exists(con, sel.view.name)}
         con.register(INPUT, inputs.to_arrow())
+        relations = {  # hook: fsnb.aggregation_views (each aggregate as of the key's latest event)
+            i: aggregation_views.naive_relation(con, s.view, s.features, i)
+            for i, s in enumerate(joined.selections) if s.view.aggregations and s.view.name in stored
+        }
         naive_sql, compare_sql = comparison_sql(
-            joined.selections, explained, keys, key_types(joined.selections), stored, label is not None
+            joined.selections, explained, keys, key_types(joined.selections), stored, label is not None, relations
         )
         try:
             naive = con.sql(naive_sql).to_arrow_table()

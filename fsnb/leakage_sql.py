@@ -45,10 +45,12 @@ def comparison_sql(
     key_types: dict[str, str],
     stored: set[str],
     has_label: bool,
+    relations: dict[int, str] | None = None,
 ) -> tuple[str, str]:
     """Two queries: the naive rows per label row (narrow, in label order), then one row
     per label row with naive value/time, leaked, horizon and late flag per feature;
-    stored: the views that have an offline table.
+    stored: the views that have an offline table; relations: selection index -> a relation
+    registered on the connection that stands for its naive rows (aggregation views).
 
     The second pastes the first next to the planner's output by position (both are in
     label order), so the wide result is never sorted.
@@ -61,7 +63,8 @@ def comparison_sql(
     for i, sel in enumerate(selections):
         if sel.view.name in stored:
             real = [f for f in sel.features if f != sel.view.created_timestamp_field]
-            ctes.append(f"n{i} AS ({latest_per_entity_sql(sel.view, real)})")
+            source = f"SELECT * FROM {relations[i]}" if relations and i in relations else latest_per_entity_sql(sel.view, real)
+            ctes.append(f"n{i} AS ({source})")
             on = " AND ".join(f"p.{q(k)} = n{i}.{q(k)}" for k in sel.view.entity_columns)
             joins.append(f"LEFT JOIN n{i} ON {on}")
             naive_cols.append(f"n{i}.{q(sel.view.timestamp_field)} AS {q(f'__fsnb_nts_{i}')}")

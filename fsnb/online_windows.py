@@ -203,11 +203,12 @@ class WindowStore:
         longest = max(_us(a.window) for a in aggs)
         self.con.execute(f"DELETE FROM {window_table(view.name)} WHERE {TS} <= ?", (now_us - longest,))
 
-    def push(self, view: FeatureView, aggs: Sequence[Aggregation], rows: Iterable[Mapping[str, Any]], *, now_us: int) -> int:
+    def push(self, view: FeatureView, aggs: Sequence[Aggregation], rows: Iterable[Mapping[str, Any]], *, now_us: int,
+             transaction: bool = True) -> int:
         """Append events (mappings of every user column of the view); return rows kept.
 
         Events already out of every window at now_us are not kept; exact duplicates of
-        stored events are dropped.
+        stored events are dropped. transaction=False: inside the caller's transaction.
         """
         self.ensure_table(view, aggs)
         cols = self._columns(aggs)
@@ -221,6 +222,12 @@ class WindowStore:
                 continue
             values[encoder.ts] = ts_ns
             out.append(encoder.encode(values, ts_ns // 1000))
+        if not transaction:
+            before = self.con.total_changes
+            self.con.executemany(self._insert_sql(view, cols), out)
+            kept = self.con.total_changes - before
+            self._prune(view, aggs, now_us)
+            return kept
         self.con.execute("BEGIN IMMEDIATE")
         try:
             before = self.con.total_changes

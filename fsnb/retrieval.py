@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from fsnb import types
+from fsnb import aggregation_views, types
 from fsnb.backends.duckdb_pit import ROW, T
 from fsnb.errors import Hint, InvalidData, InvalidDefinition, SchemaMismatch, one_line
 from fsnb.sources import to_arrow
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from fsnb.backends.duckdb_offline import OfflineStore
     from fsnb.definitions import FeatureView
     from fsnb.registry import Registry
-    from fsnb.selection import FeatureSelection
+    from fsnb.selection import FeatureSelection, ViewSelection
 
 
 def feature_view(registry: Registry, name: str, version: int | None) -> FeatureView:
@@ -153,10 +153,14 @@ def _checked_join(
     if nulls:
         msg = f"{nulls} label row(s) have a null '{timestamp_field}'; drop or fill them"
         raise InvalidData(msg)
-    result = offline.point_in_time(
-        arrow, selection.selections, key_types, as_of_ingestion=as_of_ingestion, with_event_times=with_event_times
-    )
-    return to_polars(result)
+    def plain(sels: list[ViewSelection]) -> pa.Table:
+        return offline.point_in_time(arrow, sels, key_types, as_of_ingestion=as_of_ingestion, with_event_times=with_event_times)
+
+    if any(s.view.aggregations for s in selection.selections):  # hook: fsnb.aggregation_views
+        return to_polars(aggregation_views.point_in_time(
+            offline, arrow, selection.selections, key_types, as_of_ingestion=as_of_ingestion,
+            with_event_times=with_event_times, plain=plain))
+    return to_polars(plain(selection.selections))
 
 
 def historical_features(

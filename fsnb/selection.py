@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from fsnb.aggregation import served_features
 from fsnb.definitions import FeatureView, parse_feature_refs
 from fsnb.errors import Hint, InvalidDefinition, UnknownFeature, closest
 
@@ -52,10 +53,11 @@ def resolve(registry: Registry, features: str | Iterable[str], full_names: bool 
         if ref.view not in by_view:
             by_view[ref.view] = ViewSelection(view, [], [])
         sel = by_view[ref.view]
-        names = list(view.feature_names) if ref.feature == "*" else [ref.feature]
+        served = served_features(view)  # hook: an aggregation view serves its aggregations
+        names = list(served) if ref.feature == "*" else [ref.feature]
         for f in names:
-            if f not in view.feature_names:
-                hint = closest(f, view.feature_names)
+            if f not in served:
+                hint = closest(f, served)
                 if view.features is None:
                     hint = "; the view has no data yet, so its features are not known"
                 msg = f"feature view '{view.name}' has no feature '{f}'{hint}"

@@ -28,6 +28,7 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
 
+from fsnb import aggregation, aggregation_views
 from fsnb.backends.sqlite_log import LOG_FILE, read_view_lag
 from fsnb.backends.sqlite_online import ONLINE_FILE, read_last_updates
 from fsnb.definitions import format_ttl
@@ -166,7 +167,8 @@ def _view_json(summary: ViewSummary) -> dict[str, Any]:
         "entities": [{"name": e, "type": entity_types.get(e)} for e in view.entity_columns],
         "timestamp_field": view.timestamp_field,
         "created_timestamp_field": view.created_timestamp_field,
-        "features": [{"name": f, "type": t} for f, t in view.feature_types.items()],
+        "features": [{"name": f, "type": t} for f, t in aggregation.served_types(view).items()],
+        "aggregations": aggregation_views.view_json(view),  # None for an ordinary view
         "ttl": None if view.ttl is None else format_ttl(view.ttl),
         "online": bool(view.online),
         "stream": view.sync == "stream",

@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from fsnb import aggregation_views
 from fsnb.arguments import entity_rows as check_entity_rows
 from fsnb.arguments import plain_rows
 from fsnb.definitions import parse_feature_refs
@@ -78,7 +79,11 @@ def registry_version(parts: StoreParts) -> int:
 
 def build_readers(parts: StoreParts, features: tuple[str, ...]) -> tuple[list[Reader], list[str]]:
     selection = resolve(parts.registry, features)
-    readers = [parts.online.reader(s.view, s.features, s.output_names) for s in selection.selections]
+    readers = [
+        aggregation_views.reader(parts.online, s.view, s.features, s.output_names) if s.view.aggregations  # hook
+        else parts.online.reader(s.view, s.features, s.output_names)
+        for s in selection.selections
+    ]
     offline_only = [s.view.name for s in selection.selections if not s.view.online]
     if offline_only:
         msg = f"feature view '{offline_only[0]}' is offline-only; register it with online=True to serve it"

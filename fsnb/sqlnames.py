@@ -2,7 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+
+from fsnb.errors import InvalidDefinition
+
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_RESERVED_RE = re.compile(r"^_+fsnb", re.IGNORECASE)  # fsnb's own columns (validation.RESERVED)
+
+
+def check_name(kind: str, name: str) -> str:
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        shown = repr(name) if isinstance(name, str) else f"{name!r} ({type(name).__name__})"
+        msg = f"{kind} name {shown} is not valid; use letters, digits and '_' (not starting with a digit)"
+        raise InvalidDefinition(msg)
+    if kind != "feature view" and _RESERVED_RE.match(name):
+        msg = f"{kind} name {name!r} is reserved: fsnb's own columns start with '_fsnb'; rename it"
+        raise InvalidDefinition(msg)
+    return name
 
 
 def q(identifier: str) -> str:

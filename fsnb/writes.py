@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from fsnb import types
+from fsnb import aggregation_views, types
 from fsnb.backends.duckdb_offline import Written
 from fsnb.commit import mirror_stats
 from fsnb.definitions import FeatureView, ViewChange, diff_views
@@ -71,6 +71,7 @@ def register(parts: StoreParts, view: FeatureView, data: Any, *, replace: bool, 
             candidate = candidate.with_schema(candidate.entity_types or {}, merged)  # type: ignore[arg-type]
             check_batch(con, candidate, table)  # the data fits the stored types too
         check_view(candidate, online.columns(view.name))  # what every store can hold
+        aggregation_views.check_online(online, candidate)  # hook: aggregation views need SQLite online
         if current is not None:
             check_compatible(current.view, candidate, has_data=lambda: offline.has_rows(con, view.name))
         changes = diff_views(current.view, candidate) if current else []
@@ -112,6 +113,7 @@ def register_definition(parts: StoreParts, view: FeatureView) -> Registration:
 
 def _register_definition_unchecked(parts: StoreParts, current: ViewVersion | None, candidate: FeatureView) -> Registration:
     check_view(candidate, parts.online.columns(candidate.name))  # what every store can hold, data or not
+    aggregation_views.check_online(parts.online, candidate)  # hook: aggregation views need SQLite online
     changes = diff_views(current.view, candidate) if current else []
     new_version = current is None or candidate.to_dict() != current.view.to_dict()
     if new_version:

@@ -126,6 +126,7 @@ class OnlineStore:
 
     def drop(self, name: str) -> None:
         self.con.execute(f"DROP TABLE IF EXISTS {online_table(name)}")
+        self.con.execute(f"DROP TABLE IF EXISTS {q('ow__' + name)}")  # hook: an aggregation view's online windows
         self.con.execute("DELETE FROM _fsnb_watermarks WHERE name = ?", (name,))
         self._columns.pop(name, None)
 

@@ -217,6 +217,10 @@ class Translator:
             kwargs.append("online=False")
         if a.stream:
             kwargs.append('sync="stream"')
+        if a.aggregations:
+            aggs = [f"fsnb.Aggregation({literal(g.column)}, {literal(g.function)}, {literal(g.window_text)}, name={literal(g.name)})"
+                    for g in a.aggregations]
+            kwargs.append(f"aggregations=[{', '.join(aggs)}]")
         kwargs.append(f"query={query}")
         view = call("fsnb.FeatureView", kwargs)
         return call(f"{self.store}.register", ["\n".join(view), data, "replace=True"])

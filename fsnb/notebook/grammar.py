@@ -63,6 +63,8 @@ def fsnb(line: str) -> None:
 @argument("--offline-only", action="store_true", help="keep the view out of the online store")
 @argument("--stream", action="store_true", help="sync through the log (store.push) instead of materialization")
 @argument("--description", default="", metavar="TEXT", help="what the view holds")
+@argument("--aggregate", action="append", default=None, metavar="SPEC",
+          help="a window aggregation of the events, like 'sum(amount) 7d' or 'count(*) 1d as txn_count_1d' (repeatable)")
 def feature_view(line: str, cell: str) -> None:
     """Define (or redefine) a feature view from the one DuckDB query in the cell.
 
@@ -227,6 +229,13 @@ def _check_fsnb(args: argparse.Namespace) -> None:
 
 def _check_feature_view(args: argparse.Namespace) -> None:
     args.entities = split_list(args.entity, "--entity")
+    from fsnb.aggregation import parse_aggregate_flag
+    from fsnb.errors import InvalidDefinition
+
+    try:
+        args.aggregations = [parse_aggregate_flag(text) for text in args.aggregate] if args.aggregate else None
+    except InvalidDefinition as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _check_materialize(args: argparse.Namespace) -> None:

@@ -242,6 +242,7 @@ class FsnbMagics(Magics):
             online=not args.offline_only,
             sync="stream" if args.stream else "materialize",
             query=body,
+            aggregations=args.aggregations,
             **grammar.keywords("feature_view", args),
         )
         namespace = {**self.namespace, **(local_ns or {})}
@@ -251,7 +252,10 @@ class FsnbMagics(Magics):
         system = set(view.system_columns)
         view = dataclasses.replace(view, features=[c for c in table.column_names if c not in system])
         registration = self.store.register(view, table, replace=True)
-        return render.RegisteredView(registration, table.slice(0, 5))
+        sample: Any = table.slice(0, 5)
+        if view.aggregations:  # sample values: each aggregation as of the first events' times
+            sample = self.store.get_historical_features(sample, f"{view.name}:*", timestamp_field=view.timestamp_field)
+        return render.RegisteredView(registration, sample)
 
     # -- %training_set --------------------------------------------------------------
     @grammar.uses("training_set")

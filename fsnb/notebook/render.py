@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from fsnb import aggregation
 from fsnb.notebook.format import (
     card,
     facts,
@@ -67,6 +68,8 @@ def schema_rows(view: FeatureView) -> list[tuple[str, str, str]]:
         rows.append(("(every other column)", "feature", "inferred at first ingest"))
     else:
         rows.extend((f, "feature", t or "?") for f, t in view.feature_types.items())
+    if view.aggregations:  # hook: window aggregations (event columns and the aggregations)
+        return aggregation.schema_rows(view, rows)
     return rows
 
 
@@ -213,7 +216,7 @@ def _view_row(entry: ViewEntry) -> tuple[Any, ...]:
         view.name,
         entry.version,
         ", ".join(view.entity_columns),
-        ", ".join(view.feature_names) if view.features is not None else "(not known yet)",
+        ", ".join(aggregation.served_features(view)) if view.features is not None or view.aggregations else "(not known yet)",
         stats.get("rows", 0),
         stats.get("entities", 0),
         time_range(stats),

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+from fsnb import aggregation_views
 from fsnb.backends.sqlite_online import (
     encode_key_sql,
     encode_sql,
@@ -89,6 +90,8 @@ def materialize(
 def _materialize_view(
     parts: StoreParts, view: FeatureView, start: Any, end: Any, incremental: bool, progress: bool | None
 ) -> int:
+    if view.aggregations:  # hook: fsnb.aggregation_views (the online windows hold events)
+        return aggregation_views.materialize(parts.offline, parts.online, view)
     if view.features is None or view.entity_types is None:
         return 0  # registered without data: nothing to copy yet
     online = parts.online

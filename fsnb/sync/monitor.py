@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from fsnb import aggregation_views
 from fsnb.backends.sqlite_online import encode_key_sql, encode_sql, epoch_us_sql
 from fsnb.definitions import FeatureView
 from fsnb.errors import InvalidDefinition
@@ -135,6 +136,8 @@ def check_skew(parts: StoreParts, name: str) -> SkewReport:
     if not view.online:
         msg = f"feature view '{name}' is offline-only; it has no online values to compare"
         raise InvalidDefinition(msg)
+    if view.aggregations:  # hook: fsnb.aggregation_views (windows compared at one instant)
+        return SkewReport(name, *aggregation_views.check_skew(parts.offline, parts.online, view))
     as_of = datetime.now(timezone.utc)
     keys = list(view.entity_columns)
     feats = list(view.feature_names)

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fsnb import aggregation_views
 from fsnb.backends.sqlite_online import NAN_TEXT, encode_key_sql, encode_sql, epoch_us_sql
 from fsnb.definitions import FeatureView
 from fsnb.sqlnames import q
@@ -43,6 +44,9 @@ def apply_online(parts: StoreParts, entries: Sequence[LogEntry]) -> None:
                 continue
             table = entry.table()
             target = typed(parts.caches, *found, table)
+            if target.aggregations:  # hook: fsnb.aggregation_views (events into the online windows)
+                aggregation_views.push_online(online, target, table)
+                continue
             rows = _online_rows(con, target, table, entry.offset)
             online.ensure_table(target)
             online.write_rows(target, rows)

@@ -9,6 +9,15 @@ export interface ITypedName {
   type: string | null;
 }
 
+/** A window aggregation of a view's events (its feature is `name`). */
+export interface IAggregationInfo {
+  name: string;
+  function: string;
+  column: string | null;
+  window: string;
+  type: string | null;
+}
+
 export interface IViewInfo {
   name: string;
   version: number;
@@ -18,6 +27,7 @@ export interface IViewInfo {
   timestamp_field: string;
   created_timestamp_field: string | null;
   features: ITypedName[];
+  aggregations?: IAggregationInfo[] | null;
   ttl: string | null;
   online: boolean;
   stream: boolean;

@@ -257,6 +257,7 @@ export class FeatureStorePanel extends Widget {
     }
     box.appendChild(table);
     const features = el('ul', 'fsnb-features');
+    const windows = new Map((view.aggregations ?? []).map(a => [a.name, `${a.function}(${a.column ?? '*'}) over ${a.window}`]));
     for (const feature of view.features) {
       const ref = `${view.name}:${feature.name}`;
       const item = el('li', 'fsnb-feature-item');
@@ -270,6 +271,10 @@ export class FeatureStorePanel extends Widget {
       });
       item.appendChild(button);
       item.appendChild(titled(el('span', 'fsnb-type', feature.type ?? '')));
+      const over = windows.get(feature.name);
+      if (over) {
+        item.appendChild(titled(el('span', 'fsnb-window', over)));
+      }
       features.appendChild(item);
     }
     box.appendChild(features);
