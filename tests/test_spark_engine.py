@@ -8,6 +8,7 @@ non-UTC zone.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -197,6 +198,10 @@ class Twin:
                                        as_of_ingestion=as_of, with_event_times=True)
         spark = pl.from_arrow(got)
         assert isinstance(spark, pl.DataFrame)
+        # The DuckDB store keeps nanoseconds, Spark microseconds: the chosen rows' event
+        # times are compared as instants (every time in this test is a whole microsecond).
+        duck = duck.with_columns(pl.col(c).cast(pl.Datetime("us", "UTC")) for c, t in duck.schema.items() if isinstance(t, pl.Datetime))
+        spark = spark.with_columns(pl.col(c).cast(pl.Datetime("us", "UTC")) for c, t in spark.schema.items() if isinstance(t, pl.Datetime))
         return labels.hstack(duck.drop(ROW)), labels.hstack(spark.drop(ROW))
 
 
@@ -438,7 +443,8 @@ def test_sigkill_during_spark_writes_leaves_the_old_or_the_new_version(tmp_path:
             assert proc.poll() is None, "the child died before the kill"
             time.sleep(rng.uniform(0.0, 6.0))
         finally:
-            os.killpg(proc.pid, signal.SIGKILL)  # the child and its JVM, mid-write
+            with contextlib.suppress(ProcessLookupError):  # it may have finished just now
+                os.killpg(proc.pid, signal.SIGKILL)  # the child and its JVM, mid-write
             proc.wait()
             reader.join(5)
         acknowledged = [int(line.split()[1]) for line in lines if line.startswith("committed")]

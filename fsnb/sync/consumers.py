@@ -4,7 +4,7 @@ Each consumer applies entries in log order and commits its offset afterwards, so
 crash anywhere leaves work that ``sync`` replays (at-least-once). Should an entry fail
 to apply (a store written by an older fsnb, a bug), it does not hold up the log: the
 consumer applies the entries one by one, and an entry that fails while the entries
-after it apply is *set aside*: recorded with its reason (``FeatureStore.set_aside()``,
+after it apply is *set aside*: recorded with its reason (``store.set_aside()``,
 the ``set_aside`` column of ``freshness()``), announced with an ``EntrySetAside``
 warning, and passed over. A failure that the entries after it share (the store itself
 unreachable) sets nothing aside: the consumer stops there and retries at the next push

@@ -7,7 +7,7 @@ apply what they have not committed, in log order, committing their offsets after
 so a crash anywhere leaves work that ``sync`` replays (at-least-once, replays harmless);
 ``fsnb.sync.retention`` drops what both consumers committed; ``fsnb.sync.monitor``
 reports freshness and online/offline skew. Every function takes the store's parts
-(``fsnb.parts.StoreParts``) or narrower, never the ``FeatureStore``.
+(``fsnb.parts.StoreParts``) or narrower, never the store facade.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class EntrySetAside(UserWarning):
 
 @dataclass
 class ProducerSession:
-    """An open ``FeatureStore.producer()`` block (kept in ``StoreParts.caches.producer``)."""
+    """An open ``store.producer()`` block (kept in ``StoreParts.caches.producer``)."""
 
     offline_every: int
     stale: set[str] = field(default_factory=set)  # views whose statistics to refresh at the end
