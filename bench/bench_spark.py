@@ -137,7 +137,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    from fsnb.backends.spark_offline import local_session
+    from fsnb.backends.spark_util import local_session
 
     spark = local_session(args.partitions, {"spark.driver.memory": "4g"})
     if args.grow:

@@ -78,7 +78,7 @@ def spark() -> Iterator[Any]:
     """One local SparkSession for the test session (local[2], 2 shuffle partitions, no UI,
     loopback). Its JVM runs in a non-UTC zone on purpose: fsnb must not depend on it.
     Missing pyspark or Java fails the run under CI=true, else skips."""
-    from fsnb.backends.spark_offline import local_session
+    from fsnb.backends.spark_util import local_session
     from fsnb.errors import FsnbError
 
     try:

@@ -383,7 +383,8 @@ _CHILD = textwrap.dedent(
     """
     import sys, duckdb, pyarrow as pa
     import fsnb
-    from fsnb.backends.spark_offline import SparkOfflineStore, local_session
+    from fsnb.backends.spark_offline import SparkOfflineStore
+    from fsnb.backends.spark_util import local_session
     from fsnb.validation import CheckedBatch, check_batch
     spark = local_session(2)
     engine = SparkOfflineStore(sys.argv[1], spark)
