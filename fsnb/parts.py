@@ -95,13 +95,7 @@ class StoreParts:
 
     def store_id(self) -> tuple[str, bool]:
         """The store's id (names its keys in shared backends), and True when it is new and not yet kept."""
-        value = self.registry.get("store_id")
-        if value is None:
-            return uuid.uuid4().hex[:12], True
-        if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{12}", value):  # it names Redis keys
-            msg = f"{self.registry.path}: the store id {value!r:.40} is not one fsnb wrote; restore the file from a backup"
-            raise StoreError(msg)
-        return value, False
+        return _store_id(self.registry)
 
     def keep_store_id(self) -> str:
         value, new = self.store_id()
@@ -131,27 +125,31 @@ def open_parts(path: Path, *, online: str | None, log: str | None, lock_timeout:
         with suppress(StoreBusy), offline.connect(timeout=0):
             pass
     config = load_config(path, online=online, log=log)
-    parts = StoreParts(path, config, registry, offline, _placeholder_online())
-    parts.online = _open_online(parts)
-    return parts
+    return StoreParts(path, config, registry, offline, _open_online(path, config, registry))
 
 
-def _placeholder_online() -> Any:
-    return None
+def _store_id(registry: Registry) -> tuple[str, bool]:
+    value = registry.get("store_id")
+    if value is None:
+        return uuid.uuid4().hex[:12], True
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{12}", value):  # it names Redis keys
+        msg = f"{registry.path}: the store id {value!r:.40} is not one fsnb wrote; restore the file from a backup"
+        raise StoreError(msg)
+    return value, False
 
 
-def _open_online(parts: StoreParts) -> OnlineBackend:
-    url = parts.config.online
+def _open_online(path: Path, config: StoreConfig, registry: Registry) -> OnlineBackend:
+    url = config.online
     if url is None or url == "sqlite":
         from fsnb.backends.sqlite_online import OnlineStore
 
-        return OnlineStore(parts.path / ONLINE_FILE)
+        return OnlineStore(path / ONLINE_FILE)
     from fsnb.backends.redis_online import RedisOnlineStore
 
-    store_id, new = parts.store_id()
+    store_id, new = _store_id(registry)
     backend = RedisOnlineStore(url, namespace=store_id)
     if new:  # kept only once the backend answered: a refused URL leaves the registry as it was
-        parts.registry.set("store_id", store_id)
+        registry.set("store_id", store_id)
     return backend
 
 

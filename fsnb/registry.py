@@ -214,11 +214,6 @@ class Registry:
         self._cache_version = -1
         return int(version)
 
-    def delete_version(self, name: str, version: int) -> None:
-        with self.transaction() as con:
-            con.execute("DELETE FROM views WHERE name = ? AND version = ?", (name, version))
-        self._cache_version = -1
-
     def delete_view(self, name: str) -> None:
         with self.transaction() as con:
             for table in ("views", "view_stats"):

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from fsnb import aggregation_views, types
 from fsnb.backends.duckdb_offline import Written
-from fsnb.commit import mirror_stats
 from fsnb.definitions import FeatureView, ViewChange, diff_views
 from fsnb.errors import SchemaMismatch
 from fsnb.sources import to_arrow
@@ -176,12 +175,6 @@ def offline_rows(parts: StoreParts, name: str) -> int:
         if not parts.offline.table_exists(con, name):
             return 0
         return int(con.execute(f"SELECT count(*) FROM {offline_table(name)}").fetchall()[0][0])
-
-
-def refresh_stats(parts: StoreParts, view: FeatureView) -> dict[str, Any]:
-    """Mirror the statistics the offline store committed (counted once for older stores)."""
-    stats: dict[str, Any] = mirror_stats(parts.registry, parts.offline, view)
-    return stats
 
 
 def inherit_schema(view: FeatureView, current: FeatureView | None, *, has_data: bool) -> FeatureView:
