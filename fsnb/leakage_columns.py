@@ -4,9 +4,9 @@ report (fsnb/leakage.py), its SQL (fsnb/leakage_sql.py) and the explorer share."
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
 from fsnb.definitions import FeatureView
+from fsnb.timeutil import format_duration as format_duration  # re-exported: the report's horizons
 
 # Suffixes of the per-feature columns of LeakageReport.rows.
 NAIVE, LEAKED, PIT_TIME, NAIVE_TIME, HORIZON, LATE = (
@@ -29,12 +29,3 @@ class ExplainedFeature:
     numeric: bool
 
 
-def format_duration(value: timedelta | None) -> str:
-    if value is None:
-        return "–"
-    seconds = value.total_seconds()
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if abs(seconds) >= size:
-            amount = seconds / size
-            return f"{amount:.0f}{unit}" if amount == int(amount) or abs(amount) >= 10 else f"{amount:.1f}{unit}"
-    return f"{seconds:g}s"

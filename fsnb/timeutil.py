@@ -124,3 +124,15 @@ def format_ttl(ttl: timedelta | None) -> str:
         if seconds and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
     return f"{seconds:g}s"
+
+
+def format_duration(value: timedelta | None, none: str = "–") -> str:
+    """A duration in its largest unit ("4d", "1.5h", "90s"); ``none`` for no duration."""
+    if value is None:
+        return none
+    seconds = value.total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if abs(seconds) >= size:
+            amount = seconds / size
+            return f"{amount:.0f}{unit}" if amount == int(amount) or abs(amount) >= 10 else f"{amount:.1f}{unit}"
+    return f"{seconds:g}s"

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from fsnb.timeutil import format_ttl
+from fsnb.timeutil import format_duration, format_ttl
 
 BOX = (
     "border:1px solid var(--jp-border-color2,#d0d7de);border-radius:6px;"
@@ -70,14 +70,7 @@ def time_range(stats: Mapping[str, Any]) -> str:
 
 def duration(value: timedelta | None) -> str:
     """A duration in its largest unit ("4d", "1.5h", "90s"); "—" for none."""
-    if value is None:
-        return NOTHING
-    seconds = value.total_seconds()
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if abs(seconds) >= size:
-            amount = seconds / size
-            return f"{amount:.0f}{unit}" if amount == int(amount) or abs(amount) >= 10 else f"{amount:.1f}{unit}"
-    return f"{seconds:g}s"
+    return format_duration(value, NOTHING)
 
 
 def percent(rate: float) -> str:
