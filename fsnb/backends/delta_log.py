@@ -25,6 +25,7 @@ from fsnb.errors import SchemaMismatch, StoreError
 from fsnb.sqlnames import ENTRY, INGESTED_AT, SEQ
 
 NEXT_SEQ = "fsnb.next_seq"  # commit info key: the view's next _fsnb_seq after this commit
+TOKEN = "fsnb.write_token"  # commit info key: the store write this commit is (fsnb.commit)
 UTC_US = pa.timestamp("us", tz="UTC")
 
 # DuckDB type names (as the registry holds them) -> Arrow types of the Delta table.
@@ -219,12 +220,23 @@ def next_seq(table: Any) -> int | None:
     return None
 
 
-def commit_properties(next_seq_value: int, entry: str | None = None) -> Any:
+def last_token(table: Any) -> str | None:
+    """The write token of the newest commit that carries one (fsnb.commit's recovery: a
+    write is committed exactly when its token is in the log)."""
+    for info in table.history(16):
+        if TOKEN in info:
+            return str(info[TOKEN])
+    return None
+
+
+def commit_properties(next_seq_value: int, entry: str | None = None, token: str | None = None) -> Any:
     from deltalake import CommitProperties
 
     meta: dict[str, Any] = {NEXT_SEQ: str(int(next_seq_value))}
     if entry is not None:
         meta["fsnb.entry"] = entry
+    if token is not None:
+        meta[TOKEN] = token
     return CommitProperties(custom_metadata=meta, max_commit_retries=0)
 
 

@@ -23,9 +23,13 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,6 +38,7 @@ import pyarrow.compute as pc
 
 from fsnb.backends import delta_log
 from fsnb.backends.delta_log import UTC_US, Warehouse
+from fsnb.backends.duckdb_offline import OfflineStore
 from fsnb.definitions import FeatureView, check_name
 from fsnb.errors import InvalidData, StoreError
 from fsnb.sqlnames import ENTRY, INGESTED_AT, SEQ
@@ -67,10 +72,14 @@ class SparkOfflineStore(SparkJoins):
         *,
         storage_options: dict[str, str] | None = None,
         max_attempts: int = 20,
+        duck: OfflineStore | None = None,
     ) -> None:
         self.warehouse = Warehouse.parse(os.fspath(warehouse), storage_options)
         self._spark = spark
         self.max_attempts = max_attempts
+        # In a store, its offline.duckdb: the write lock (one writer per store, as on the
+        # DuckDB engine), the label typing and the place results one row per entity are staged.
+        self.duck = duck if duck is not None else OfflineStore(Path(tempfile.mkdtemp(prefix="fsnb-spark-")) / "scratch.duckdb")
 
     @property
     def spark(self) -> SparkSession:
@@ -96,6 +105,37 @@ class SparkOfflineStore(SparkJoins):
         if not files:
             return self.spark.createDataFrame([], schema)
         return self.spark.read.schema(schema).parquet(*files)
+
+    # -- what a store asks of its engine ---------------------------------------------------
+    @contextmanager
+    def connect(self, *, timeout: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The store's DuckDB connection, held like the DuckDB engine's: one writer per
+        store, and the place the callers' one-row-per-entity SQL runs."""
+        with self.duck.connect(timeout=timeout) as con:
+            yield con
+
+    def label_types(self, labels: pa.Table) -> dict[str, str]:
+        return self.duck.label_types(labels)
+
+    def row_count(self, name: str) -> int:
+        """Rows in the view's table now (from the Delta log when it knows, else one count)."""
+        table = self._table(check_name("feature view", name))
+        if table is None:
+            return 0
+        rows = delta_log.row_count(table)
+        return int(rows) if rows is not None else int(self._snapshot(table, name).count())
+
+    def stored_schema(self, name: str) -> pa.Schema | None:
+        table = self._table(check_name("feature view", name))
+        return None if table is None else delta_log.stored_schema(table)
+
+    def committed_write(self, con: Any, name: str) -> str | None:
+        """The token of the view's last committed write (fsnb.commit), from the Delta log."""
+        table = self._table(check_name("feature view", name))
+        return None if table is None else delta_log.last_token(table)
+
+    def committed_stats(self, con: Any, name: str) -> dict[str, Any] | None:
+        return None  # counted after the commit (Spark reads the table's files once)
 
     def has_rows(self, name: str) -> bool:
         table = self._table(check_name("feature view", name))
@@ -132,8 +172,12 @@ class SparkOfflineStore(SparkJoins):
         replace: bool = False,
         entry: str | None = None,
         ingested_at: datetime | None = None,
+        token: str | None = None,
     ) -> int:
         """Append a validated batch (Arrow or a Spark DataFrame) in one Delta commit; rows written.
+
+        token names the write in the commit's metadata (the store's journal, fsnb.commit,
+        asks the Delta log for it after a crash).
 
         A commit lost to a concurrent writer is redone on the new snapshot (dedupe, ordering
         and entry checks included), so writers never interleave inside one write.
@@ -143,7 +187,7 @@ class SparkOfflineStore(SparkJoins):
         for attempt in range(self.max_attempts):
             table = self._table(name)
             try:
-                return self._write_once(table, batch, replace=replace, entry=entry, now_us=now)
+                return self._write_once(table, batch, replace=replace, entry=entry, now_us=now, token=token)
             except Exception as exc:
                 if not delta_log.is_conflict(exc):
                     raise
@@ -208,7 +252,8 @@ class SparkOfflineStore(SparkJoins):
         top = stored.agg(F.max(col(SEQ))).collect()[0][0]  # a table fsnb did not write last
         return 0 if top is None else int(top) + 1
 
-    def _write_once(self, table: Any, batch: CheckedBatch, *, replace: bool, entry: str | None, now_us: int) -> int:
+    def _write_once(self, table: Any, batch: CheckedBatch, *, replace: bool, entry: str | None, now_us: int,
+                    token: str | None = None) -> int:
         from pyspark.sql import functions as F
         from pyspark.sql.pandas.types import from_arrow_schema
 
@@ -259,7 +304,7 @@ class SparkOfflineStore(SparkJoins):
         if not is_spark_frame(batch.table) and not replace:
             # Arrow in: the new rows come back to the driver (they came from it) and
             # deltalake writes them and commits, schema change included, in one commit.
-            return self._append_arrow(table, name, out, schema, base, entry)
+            return self._append_arrow(table, name, out, schema, base, entry, token)
         if replace and stored is not None and same is not None:
             kept = stored.alias("e").join(fresh.alias("n"), on=same, how="left_semi")
             out = kept.select(*[col(f.name) for f in schema]).unionByName(out)
@@ -276,7 +321,7 @@ class SparkOfflineStore(SparkJoins):
             if next_seq >= _MAX_SEQ:
                 msg = f"'{name}' ran out of ingestion sequence numbers; copy it to a new view"
                 raise StoreError(msg)
-            props = delta_log.commit_properties(next_seq, entry)
+            props = delta_log.commit_properties(next_seq, entry, token)
             actions = delta_log.add_actions(files)
             self._commit(table, name, schema, stored_schema, actions, props, replace=replace, base=base)
         except BaseException:
@@ -284,7 +329,8 @@ class SparkOfflineStore(SparkJoins):
             raise
         return written
 
-    def _append_arrow(self, table: Any, name: str, out: DataFrame, schema: pa.Schema, base: int, entry: str | None) -> int:
+    def _append_arrow(self, table: Any, name: str, out: DataFrame, schema: pa.Schema, base: int, entry: str | None,
+                      token: str | None = None) -> int:
         from deltalake import write_deltalake
 
         rows = _to_utc(out.toArrow()).cast(schema)
@@ -298,7 +344,7 @@ class SparkOfflineStore(SparkJoins):
             # and numbered their rows from 0, so the second must lose and redo its write.
             mode="append" if table is not None else "error",
             schema_mode="merge" if table is not None else None,
-            commit_properties=delta_log.commit_properties(int(top) + 1, entry),
+            commit_properties=delta_log.commit_properties(int(top) + 1, entry, token),
             storage_options=None if table is not None else dict(self.warehouse.storage_options or {}) or None,
         )
         return int(rows.num_rows)

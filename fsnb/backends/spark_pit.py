@@ -217,6 +217,18 @@ class SparkJoins:
         result = frame.orderBy(col(view.timestamp_field), col(SEQ)).select(*[col(c) for c in cols])
         return _to_utc(result.toArrow())
 
+    def entity_rows(self, view: FeatureView, key: dict[str, Any]) -> pa.Table | None:
+        """Every stored row of one entity (key: column -> value), filtered in Spark; None without a table."""
+        from pyspark.sql import functions as F
+
+        table = self._table(view.name)
+        if table is None:
+            return None
+        frame = self._snapshot(table, view.name)
+        for k, value in key.items():
+            frame = frame.filter(col(k) == F.lit(value))
+        return _to_utc(frame.toArrow())
+
     def stats(self, view: FeatureView) -> dict[str, Any]:
         from pyspark.sql import functions as F
 
