@@ -29,6 +29,7 @@ import duckdb
 
 if TYPE_CHECKING:
     from fsnb.backends.duckdb_offline import OfflineStore
+    from fsnb.backends.spark_offline import SparkOfflineStore
     from fsnb.definitions import FeatureView
     from fsnb.registry import Registry
 
@@ -49,7 +50,7 @@ _AFTER_COMMIT_ERRORS = (OSError, sqlite3.OperationalError, sqlite3.DatabaseError
 class RegistryJournal:
     """The offline store's Journal (fsnb.backends.contracts.Journal), kept in the registry."""
 
-    def __init__(self, registry: Registry, offline: OfflineStore) -> None:
+    def __init__(self, registry: Registry, offline: OfflineStore | SparkOfflineStore) -> None:
         self.registry = registry
         self.offline = offline
         self.behind = True  # unfinished writes may exist: check before the next write
@@ -69,6 +70,8 @@ class RegistryJournal:
             if self.offline.committed_write(con, name) == token:
                 stats = self.offline.committed_stats(con, name)
                 self.registry.finish_write(token, stats, publish=True)
+                if stats is None and self.registry.has(name):  # an engine that counts after its commit (Spark)
+                    self.registry.set_stats(name, self.offline.stats(self.registry.latest(name).view))
             else:
                 self.registry.discard_write(token)
         self.behind = False
@@ -114,7 +117,7 @@ def _warn(msg: str) -> None:
     warnings.warn(msg, RegistryBehind, stacklevel=4)
 
 
-def mirror_stats(registry: Registry, offline: OfflineStore, view: FeatureView) -> dict[str, Any]:
+def mirror_stats(registry: Registry, offline: OfflineStore | SparkOfflineStore, view: FeatureView) -> dict[str, Any]:
     """Mirror into the registry the statistics the offline store committed (counted once
     for stores written before they were kept)."""
     with offline.connect() as con:

@@ -33,8 +33,10 @@ from fsnb.errors import StoreError
 CONFIG_FILE = "fsnb.toml"
 DEFAULT_STORE = ".fsnb"
 STORE_ENV = "FSNB_STORE"
-_SECTIONS = ("online", "log")
+_SECTIONS = ("online", "log", "offline")
 _SECTION_KEYS = ("url",)
+_OFFLINE_KEYS = ("engine", "warehouse")
+ENGINES = ("duckdb", "spark")
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
 _SECRET_PARAM = re.compile(r"pass|secret|token|auth", re.IGNORECASE)
 _USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)(.*)@", re.DOTALL)  # greedy: up to the last '@'
@@ -45,9 +47,12 @@ _SECRET_VALUE = re.compile(r"([?&][^=&#]*(?:pass|secret|token|auth)[^=&#]*=)[^&#
 class StoreConfig:
     online: str | None = None  # None: SQLite file in the store directory
     log: str | None = None  # None: SQLite file in the store directory
+    offline: str = "duckdb"  # the offline engine: "duckdb" (offline.duckdb) or "spark"
+    warehouse: str | None = None  # the Spark engine's Delta tables (a directory or a URI)
 
     def __repr__(self) -> str:
-        return f"StoreConfig(online={_shown(self.online)}, log={_shown(self.log)})"
+        engine = "" if self.offline == "duckdb" else f", offline={self.offline!r}, warehouse={_shown(self.warehouse)}"
+        return f"StoreConfig(online={_shown(self.online)}, log={_shown(self.log)}{engine})"
 
 
 def store_path(path: str | os.PathLike[str] | None = None, *, base: str | os.PathLike[str] | None = None) -> Path:
@@ -180,17 +185,96 @@ def _url(section: Any, where: Path, name: str) -> str | None:
     raise StoreError(msg)
 
 
-def load_config(directory: Path, *, online: str | None = None, log: str | None = None) -> StoreConfig:
+def check_engine(engine: str, where: str) -> str:
+    """engine when it names an offline engine fsnb has; otherwise a StoreError."""
+    if engine not in ENGINES:
+        msg = f"{where} {engine!r:.60} is not an offline engine; use 'duckdb' (the default) or 'spark'"
+        raise StoreError(msg)
+    return engine
+
+
+def check_warehouse(uri: str, where: str) -> str:
+    """uri when it can name a Spark engine's warehouse: a directory or scheme://... with no
+    spaces, control characters, fragment or query; otherwise a StoreError."""
+    shown = redact_url(uri)
+    if not uri or uri != uri.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in uri):
+        msg = f"{where} {shown!r:.80} is empty or holds control characters or edge spaces; give a directory or a URI like s3://bucket/features"
+        raise StoreError(msg)
+    if "#" in uri or "?" in uri:
+        msg = f"{where} {shown!r:.80} holds a '#' or '?'; a warehouse is a directory or a URI like s3://bucket/features (percent-encode those)"
+        raise StoreError(msg)
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", uri)
+    if scheme is None and "://" in uri:
+        msg = f"{where} {shown!r:.80} has a malformed scheme; write it like s3://bucket/features"
+        raise StoreError(msg)
+    if scheme is not None and "@" in uri.split("/", 3)[2]:
+        msg = f"{where} {shown!r:.80} holds credentials; give them to Spark (its Hadoop settings), not in the URI"
+        raise StoreError(msg)
+    return uri
+
+
+def _local(uri: str, base: Path) -> str:
+    """A warehouse directory made absolute (a relative one in fsnb.toml is the store's); URIs as given."""
+    if "://" in uri:
+        return uri
+    path = Path(uri).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def _offline(section: Any, where: Path) -> tuple[str | None, str | None]:
+    if section is None:
+        return None, None
+    if not isinstance(section, dict):
+        msg = f"{where}: 'offline' must be a table: [offline] engine = \"spark\", warehouse = \"...\""
+        raise StoreError(msg)
+    unknown = sorted(set(section) - set(_OFFLINE_KEYS))
+    if unknown:
+        msg = f"{where}: [offline] has unknown key {unknown[0]!r}; it takes only engine = \"duckdb\"|\"spark\" and warehouse = \"...\""
+        raise StoreError(msg)
+    values = []
+    for key in _OFFLINE_KEYS:
+        value = section.get(key)
+        if value is not None and not isinstance(value, str):
+            msg = f"{where}: [offline] {key} must be a string, not {type(value).__name__}"
+            raise StoreError(msg)
+        values.append(value)
+    engine, warehouse = values
+    return (
+        check_engine(engine, f"{where}: [offline] engine") if engine is not None else None,
+        check_warehouse(warehouse, f"{where}: [offline] warehouse") if warehouse is not None else None,
+    )
+
+
+def load_config(
+    directory: Path,
+    *,
+    online: str | None = None,
+    log: str | None = None,
+    offline: str | None = None,
+    warehouse: str | None = None,
+) -> StoreConfig:
     file = directory / CONFIG_FILE
     data = _read_toml(file) if file.exists() else {}
     unknown = sorted(set(data) - set(_SECTIONS))
     if unknown:
-        msg = f"{file}: unknown setting {unknown[0]!r}; fsnb.toml knows only [online] and [log] (each with url = \"...\")"
+        msg = f"{file}: unknown setting {unknown[0]!r}; fsnb.toml knows only [online], [log] (each with url = \"...\") and [offline]"
         raise StoreError(msg)
     file_online, file_log = _url(data.get("online"), file, "online"), _url(data.get("log"), file, "log")
+    file_engine, file_warehouse = _offline(data.get("offline"), file)
+    engine = check_engine(offline, "the offline engine") if offline else file_engine or "duckdb"
+    chosen = _local(check_warehouse(warehouse, "the warehouse"), Path.cwd()) if warehouse else None
+    chosen = chosen or (_local(file_warehouse, directory) if file_warehouse else None)
+    if engine == "spark" and chosen is None:
+        msg = "the Spark engine needs a warehouse; pass warehouse=\"DIR or URI\" or set [offline] warehouse in fsnb.toml"
+        raise StoreError(msg)
+    if engine == "duckdb" and warehouse:
+        msg = "a warehouse is for the Spark engine; pass offline=\"spark\" too, or drop warehouse="
+        raise StoreError(msg)
     return StoreConfig(
         online=check_url(online, "the online store URL") if online else file_online,
         log=check_url(log, "the log URL") if log else file_log,
+        offline=engine,
+        warehouse=chosen if engine == "spark" else None,
     )
 
 
@@ -215,6 +299,9 @@ def write_config(directory: Path, config: StoreConfig) -> None:
         if url:
             check_url(url, f"the {name} URL")
             lines += [f"[{name}]", f"url = {toml_string(url)}", ""]
+    if config.offline != "duckdb" and config.warehouse:
+        check_warehouse(config.warehouse, "the warehouse")
+        lines += ["[offline]", f"engine = {toml_string(config.offline)}", f"warehouse = {toml_string(config.warehouse)}", ""]
     fd, tmp = tempfile.mkstemp(prefix=".fsnb.toml.", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

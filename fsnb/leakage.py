@@ -47,6 +47,7 @@ from fsnb.sqlnames import offline_table, q
 
 if TYPE_CHECKING:
     from fsnb.backends.duckdb_offline import OfflineStore
+    from fsnb.backends.spark_offline import SparkOfflineStore
 
 __all__ = [
     "HORIZON",
@@ -71,7 +72,7 @@ class LeakageReport:
 
     def __init__(
         self,
-        offline: OfflineStore,
+        offline: OfflineStore | SparkOfflineStore,
         rows: pl.DataFrame,
         summary: pl.DataFrame,
         features: list[ExplainedFeature],
@@ -119,6 +120,7 @@ class LeakageReport:
         view = explained.view
         key = self.rows.row(row, named=True)
         with self.offline.connect() as con:
+            self.offline.stage_entity(con, view, {k: key[k] for k in view.entity_columns})  # Spark: this entity's rows
             if not self.offline.table_exists(con, view.name):
                 return pl.DataFrame(schema={"event_time": pl.Datetime("ns", "UTC"), "value": pl.Float64})
             where = " AND ".join(f"{q(k)} = ?" for k in view.entity_columns)
@@ -234,7 +236,7 @@ def joined_selection(selection: FeatureSelection) -> FeatureSelection:
 
 
 def explain(
-    offline: OfflineStore,
+    offline: OfflineStore | SparkOfflineStore,
     labels: pl.DataFrame,
     selection: FeatureSelection,
     *,
@@ -250,7 +252,7 @@ def explain(
 
 
 def analyze(
-    offline: OfflineStore,
+    offline: OfflineStore | SparkOfflineStore,
     labels: pl.DataFrame,
     joined: FeatureSelection,
     pit: pl.DataFrame,
@@ -274,6 +276,9 @@ def analyze(
         inputs = pit.hstack(labels.select(keys).with_columns(labels.get_column(timestamp_field).alias(T)))
         if label is not None:
             inputs = inputs.with_columns(labels.get_column(label).alias(LABEL))
+        for sel in joined.selections:
+            if not sel.view.aggregations:
+                offline.stage_latest(con, sel.view)  # Spark: the naive side's latest rows, one per key
         stored = {sel.view.name for sel in joined.selections if offline.table_exists(con, sel.view.name)}
         con.register(INPUT, inputs.to_arrow())
         relations = {  # hook: fsnb.aggregation_views (each aggregate as of the key's latest event)

@@ -26,12 +26,14 @@ if TYPE_CHECKING:
     import duckdb
 
     from fsnb.backends.contracts import FeatureLog, OnlineBackend, OnlineReader
+    from fsnb.backends.spark_offline import SparkOfflineStore
     from fsnb.sync.log_state import ProducerSession
 
 REGISTRY_FILE = "registry.sqlite"
 OFFLINE_FILE = "offline.duckdb"
 ONLINE_FILE = "online.sqlite"
 LOG_FILE = "log.sqlite"
+ENGINE_KEY = "offline_engine"  # registry setting: the engine that holds the store's history
 
 
 @dataclass
@@ -71,9 +73,10 @@ class StoreParts:
     path: Path
     config: StoreConfig
     registry: Registry
-    offline: OfflineStore
+    offline: OfflineStore  # the offline.duckdb file: the store's write lock, and history on the DuckDB engine
     online: OnlineBackend
     caches: Caches = field(default_factory=Caches)
+    spark: SparkOfflineStore | None = None  # the Spark engine, when config.offline == "spark"
     _log: FeatureLog | None = None
     _log_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -87,6 +90,11 @@ class StoreParts:
                     self._log = open_log(self)
                 log = self._log
         return log
+
+    @property
+    def engine(self) -> OfflineStore | SparkOfflineStore:
+        """The offline engine: where each view's history is written, read and joined."""
+        return self.offline if self.spark is None else self.spark
 
     @property
     def has_log(self) -> bool:
@@ -111,21 +119,66 @@ class StoreParts:
             self._log = None
 
 
-def open_parts(path: Path, *, online: str | None, log: str | None, lock_timeout: float) -> StoreParts:
-    """Open (or create) the store in directory path: registry, offline, online; the log lazily."""
+def open_parts(
+    path: Path,
+    *,
+    online: str | None,
+    log: str | None,
+    lock_timeout: float,
+    offline: str | None = None,
+    warehouse: str | None = None,
+    spark: Any = None,
+) -> StoreParts:
+    """Open (or create) the store in directory path: registry, offline, online; the log lazily.
+
+    offline="spark" (or ``[offline] engine = "spark"`` in fsnb.toml) keeps the history in
+    Delta tables under warehouse, queried by spark (else the active session, else a local
+    one, started on first use); offline.duckdb then holds no rows: it is the store's write
+    lock and the place where one-row-per-entity results are staged (docs/spark.md)."""
     if path.exists() and not path.is_dir():
         msg = f"store path {path} is a file; fsnb needs a directory (it creates it if missing)"
         raise FsnbError(msg)
+    # Checked before anything is created: a refused engine or warehouse leaves no directory.
+    config = load_config(path, online=online, log=log, offline=offline, warehouse=warehouse)
     path.mkdir(parents=True, exist_ok=True)
     registry = Registry(path / REGISTRY_FILE)
-    offline = OfflineStore(path / OFFLINE_FILE, lock_timeout=lock_timeout)
-    offline.journal = RegistryJournal(registry, offline)
+    try:
+        _check_engine(registry, config.offline)
+    except StoreError:
+        registry.close()
+        raise
+    duck = OfflineStore(path / OFFLINE_FILE, lock_timeout=lock_timeout)
+    engine = None
+    if config.offline == "spark":
+        from fsnb.backends.spark_offline import SparkOfflineStore
+
+        assert config.warehouse is not None  # load_config refuses spark without one
+        engine = SparkOfflineStore(config.warehouse, spark, duck=duck)
+    duck.journal = RegistryJournal(registry, duck if engine is None else engine)
     if registry.pending_writes():
         # A writer died mid-write (or is writing now, and holds the offline store).
-        with suppress(StoreBusy), offline.connect(timeout=0):
+        with suppress(StoreBusy), duck.connect(timeout=0):
             pass
-    config = load_config(path, online=online, log=log)
-    return StoreParts(path, config, registry, offline, _open_online(path, config, registry))
+    return StoreParts(path, config, registry, duck, _open_online(path, config, registry), spark=engine)
+
+
+def _check_engine(registry: Registry, engine: str) -> None:
+    """Refuse to open a store's views on the other engine (their history would look empty);
+    a store without views takes the engine it is opened with."""
+    recorded = registry.get(ENGINE_KEY) or "duckdb"
+    if recorded not in ("duckdb", "spark"):
+        msg = f"{registry.path}: the offline engine {recorded!r:.40} is not one fsnb wrote; restore the file from a backup"
+        raise StoreError(msg)
+    if recorded == engine:
+        return
+    if registry.names():
+        where = "Delta tables (the Spark engine)" if recorded == "spark" else "offline.duckdb (the DuckDB engine)"
+        msg = (
+            f"the store {registry.path.parent} keeps its history in {where}; open it with offline={recorded!r} "
+            f"(or drop offline= and let its fsnb.toml decide)"
+        )
+        raise StoreError(msg)
+    registry.set(ENGINE_KEY, engine)
 
 
 def _store_id(registry: Registry) -> tuple[str, bool]:

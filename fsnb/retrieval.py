@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from fsnb import aggregation_views, types
+from fsnb import aggregation_views, offline_engine, types
 from fsnb.backends.duckdb_pit import ROW, T
 from fsnb.errors import Hint, InvalidData, InvalidDefinition, SchemaMismatch, one_line
 from fsnb.sources import to_arrow
@@ -18,7 +18,9 @@ from fsnb.timeutil import NS_RANGE, outside_ns_range
 
 if TYPE_CHECKING:
     from fsnb.backends.duckdb_offline import OfflineStore
+    from fsnb.backends.spark_offline import SparkOfflineStore
     from fsnb.definitions import FeatureView
+    from fsnb.parts import StoreParts
     from fsnb.registry import Registry
     from fsnb.selection import FeatureSelection, ViewSelection
 
@@ -35,11 +37,12 @@ def feature_view(registry: Registry, name: str, version: int | None) -> FeatureV
     raise InvalidDefinition(msg)
 
 
-def read(offline: OfflineStore, view: FeatureView, start: Any, end: Any) -> pl.DataFrame:
+def read(parts: StoreParts, view: FeatureView, start: Any, end: Any) -> pl.DataFrame:
     """A view's offline history (optionally between two event times), oldest first."""
     from fsnb.timeutil import utc_ns
 
-    table = offline.read(
+    table = offline_engine.read(
+        parts,
         view,
         utc_ns(start, "start") if start is not None else None,
         utc_ns(end, "end") if end is not None else None,
@@ -47,10 +50,24 @@ def read(offline: OfflineStore, view: FeatureView, start: Any, end: Any) -> pl.D
     return to_polars(table)
 
 
+def spark_historical_features(
+    parts: StoreParts, labels: Any, selection: FeatureSelection, timestamp_field: str, *, as_of_ingestion: bool
+) -> Any:
+    """Spark labels in, a Spark DataFrame out. On a Spark store the join runs in Spark and
+    nothing is collected; on a DuckDB store the labels come to this machine (as all of the
+    embedded engine's data does), and the answer goes back to the labels' session."""
+    if parts.spark is not None:
+        return offline_engine.training_frame(parts, labels, selection.selections, timestamp_field, as_of_ingestion=as_of_ingestion)
+    frame = historical_features(parts.offline, labels_frame(labels), selection, timestamp_field, as_of_ingestion=as_of_ingestion)
+    return labels.sparkSession.createDataFrame(frame.to_arrow())
+
+
 def labels_frame(entity_df: Any) -> pl.DataFrame:
     """The labels as a polars DataFrame, their columns unchanged."""
     if isinstance(entity_df, pl.DataFrame):
         return entity_df
+    if offline_engine.is_spark_frame(entity_df):  # the driver-side analyses (leakage) take its rows
+        entity_df = entity_df.toArrow()
     if isinstance(entity_df, pl.LazyFrame):
         try:
             return entity_df.collect()
@@ -88,7 +105,7 @@ def check_label_columns(labels: pl.DataFrame, keys: list[str], timestamp_field: 
 
 
 def point_in_time(
-    offline: OfflineStore,
+    offline: OfflineStore | SparkOfflineStore,
     labels: pl.DataFrame,
     selection: FeatureSelection,
     timestamp_field: str,
@@ -116,7 +133,7 @@ def point_in_time(
 
 
 def _checked_join(
-    offline: OfflineStore,
+    offline: OfflineStore | SparkOfflineStore,
     labels: pl.DataFrame,
     arrow: pa.Table,
     selection: FeatureSelection,
@@ -164,7 +181,7 @@ def _checked_join(
 
 
 def historical_features(
-    offline: OfflineStore,
+    offline: OfflineStore | SparkOfflineStore,
     labels: pl.DataFrame,
     selection: FeatureSelection,
     timestamp_field: str,

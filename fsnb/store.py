@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from fsnb import arguments, retrieval, serving, training, writes
+from fsnb import arguments, offline_engine, retrieval, serving, training, writes
 from fsnb.backends.duckdb_offline import OfflineStore
 from fsnb.config import DEFAULT_STORE, StoreConfig, store_path
 from fsnb.definitions import FeatureView
@@ -45,11 +45,17 @@ class FeatureStore:
         online: str | None = None,
         log: str | None = None,
         lock_timeout: float = 60.0,
+        offline: str | None = None,
+        warehouse: str | os.PathLike[str] | None = None,
+        spark: Any = None,
     ) -> None:
         """Open (or create) the store in directory path.
 
         online / log: "sqlite" (the default, files in the directory) or a redis:// URL;
-        when not given, ``fsnb.toml`` in the directory decides.
+        offline: "duckdb" (the default, ``offline.duckdb`` in the directory) or "spark"
+        (each view's history a Delta table under warehouse, queried on spark, else the
+        active SparkSession, else a local one; docs/spark.md). What is not given,
+        ``fsnb.toml`` in the directory decides.
         """
         if path is None:
             path = store_path()  # $FSNB_STORE, else ./.fsnb: as the magics and the CLI
@@ -63,7 +69,19 @@ class FeatureStore:
             if url is not None and not isinstance(url, str):
                 msg = f"{what} must be 'sqlite' or a redis:// URL str, not {type(url).__name__}"
                 raise FsnbError(msg)
-        self.parts = open_parts(Path(path).expanduser().resolve(), online=online, log=log, lock_timeout=lock_timeout)
+        if offline is not None and not isinstance(offline, str):
+            msg = f"offline must be 'duckdb' or 'spark', not {type(offline).__name__}"
+            raise FsnbError(msg)
+        if warehouse is not None and not isinstance(warehouse, str | os.PathLike):
+            msg = f"warehouse must be a directory or a URI str, not {type(warehouse).__name__}"
+            raise FsnbError(msg)
+        if spark is not None and not _is_spark_session(spark):
+            msg = f"spark must be a pyspark SparkSession, not {type(spark).__name__}"
+            raise FsnbError(msg)
+        self.parts = open_parts(
+            Path(path).expanduser().resolve(), online=online, log=log, lock_timeout=lock_timeout,
+            offline=offline, warehouse=os.fspath(warehouse) if warehouse is not None else None, spark=spark,
+        )
         if self.parts.has_log:
             from fsnb.sync.log_state import announce_uncommitted
 
@@ -168,7 +186,7 @@ class FeatureStore:
     def read(self, name: str, start: Any = None, end: Any = None) -> pl.DataFrame:
         """A view's offline history (optionally between two event times), oldest first."""
         view = self.registry.latest(arguments.view_name(name)).view
-        return retrieval.read(self.parts.offline, view, start, end)
+        return retrieval.read(self.parts, view, start, end)
 
     def stats(self, name: str) -> dict[str, Any]:
         self.registry.latest(arguments.view_name(name))
@@ -190,10 +208,19 @@ class FeatureStore:
     ) -> pl.DataFrame:
         """Join features to label rows point-in-time correctly (docs/architecture.md).
 
-        Every label row comes back once, in input order, with its columns unchanged.
+        Every label row comes back once, in input order, with its columns unchanged. With
+        Spark labels the result is a Spark DataFrame (on a Spark store nothing is collected).
         """
+        if offline_engine.is_spark_frame(entity_df):
+            arguments.flag("full_feature_names", full_feature_names)
+            arguments.flag("as_of_ingestion", as_of_ingestion)
+            arguments.column_name("timestamp_field", timestamp_field)
+            selection = self.resolve(features, full_feature_names=full_feature_names)
+            return retrieval.spark_historical_features(  # type: ignore[no-any-return]
+                self.parts, entity_df, selection, timestamp_field, as_of_ingestion=as_of_ingestion
+            )
         selection, labels = self._retrieval_args(entity_df, features, timestamp_field, full_feature_names, as_of_ingestion)
-        return retrieval.historical_features(self.offline, labels, selection, timestamp_field, as_of_ingestion=as_of_ingestion)
+        return retrieval.historical_features(self.parts.engine, labels, selection, timestamp_field, as_of_ingestion=as_of_ingestion)
 
     def build_training_set(
         self,
@@ -212,7 +239,7 @@ class FeatureStore:
             arguments.column_name("label", label)
         selection, labels = self._retrieval_args(entity_df, features, timestamp_field, full_feature_names, as_of_ingestion)
         return training.build(
-            self.offline, labels, selection, timestamp_field=timestamp_field, as_of_ingestion=as_of_ingestion, label=label
+            self.parts.engine, labels, selection, timestamp_field=timestamp_field, as_of_ingestion=as_of_ingestion, label=label
         )
 
     def _retrieval_args(
@@ -243,7 +270,7 @@ class FeatureStore:
             arguments.column_name("label", label)
         selection = self.resolve(features)
         labels = retrieval.labels_frame(entity_df)
-        return explain(self.offline, labels, selection, timestamp_field=timestamp_field, label=label)
+        return explain(self.parts.engine, labels, selection, timestamp_field=timestamp_field, label=label)
 
     # -- online retrieval -------------------------------------------------------------
     def get_online_features(
@@ -340,3 +367,10 @@ class FeatureStore:
 
         arguments.view_name(name)
         return check_skew(self.parts, name)
+
+
+def _is_spark_session(value: Any) -> bool:
+    import sys
+
+    session = getattr(sys.modules.get("pyspark.sql"), "SparkSession", None)
+    return session is not None and isinstance(value, session)

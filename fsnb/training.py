@@ -14,6 +14,7 @@ from fsnb.retrieval import point_in_time
 
 if TYPE_CHECKING:
     from fsnb.backends.duckdb_offline import OfflineStore
+    from fsnb.backends.spark_offline import SparkOfflineStore
     from fsnb.leakage import LeakageReport
     from fsnb.selection import FeatureSelection
 
@@ -30,7 +31,7 @@ class TrainingSet:
 
 
 def build(
-    offline: OfflineStore,
+    offline: OfflineStore | SparkOfflineStore,
     labels: pl.DataFrame,
     selection: FeatureSelection,
     *,

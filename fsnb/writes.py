@@ -10,13 +10,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from fsnb import aggregation_views, types
+from fsnb import aggregation_views, offline_engine, types
 from fsnb.backends.duckdb_offline import Written
 from fsnb.definitions import FeatureView, ViewChange, diff_views
 from fsnb.errors import SchemaMismatch
-from fsnb.sources import to_arrow
-from fsnb.sqlnames import offline_table
-from fsnb.validation import check_batch, check_view
+from fsnb.offline_engine import check, source
+from fsnb.validation import check_view
 
 if TYPE_CHECKING:
     from fsnb.parts import StoreParts
@@ -50,29 +49,29 @@ class Registration:
 def register(parts: StoreParts, view: FeatureView, data: Any, *, replace: bool, namespace: Mapping[str, Any] | None) -> Registration:
     """store.register(): arguments already checked at the facade."""
     registry, offline, online = parts.registry, parts.offline, parts.online
-    table = to_arrow(data, namespace) if data is not None else None
+    table = source(parts, data, namespace) if data is not None else None
     if table is None:
         return register_definition(parts, view)
     # Checked first in memory, so a refused batch never opens (or creates) a store file.
     known = registry.latest(view.name) if registry.has(view.name) else None
-    check_batch(parts.caches.scratch(), inherit_schema(view, known.view if known else None, has_data=True), table)
+    check(parts, parts.caches.scratch(), inherit_schema(view, known.view if known else None, has_data=True), table)
     # Everything under the offline store's lock: nobody else writes this view meanwhile,
     # and the new version and its rows commit together (fsnb.commit).
     with offline.connect() as con:
         current = registry.latest(view.name) if registry.has(view.name) else None
         candidate = inherit_schema(view, current.view if current else None, has_data=True)
-        batch = check_batch(con, candidate, table)
+        batch = check(parts, con, candidate, table)
         candidate = batch.view
         if current is not None and view.features is None:
             # Features inferred from the data keep the types already stored.
             stored = current.view.feature_types
             merged = {f: stored.get(f) or t for f, t in candidate.feature_types.items()}
             candidate = candidate.with_schema(candidate.entity_types or {}, merged)  # type: ignore[arg-type]
-            check_batch(con, candidate, table)  # the data fits the stored types too
+            check(parts, con, candidate, table)  # the data fits the stored types too
         check_view(candidate, online.columns(view.name))  # what every store can hold
         aggregation_views.check_online(online, candidate)  # hook: aggregation views need SQLite online
         if current is not None:
-            check_compatible(current.view, candidate, has_data=lambda: offline.has_rows(con, view.name))
+            check_compatible(current.view, candidate, has_data=lambda: offline_engine.has_rows(parts, con, view.name))
         changes = diff_views(current.view, candidate) if current else []
         new_version = current is None or candidate.to_dict() != current.view.to_dict()
         if new_version:
@@ -82,7 +81,7 @@ def register(parts: StoreParts, view: FeatureView, data: Any, *, replace: bool, 
             version = current.version
         batch = dataclasses.replace(batch, view=candidate)
         before = offline_rows(parts, view.name) if replace else 0
-        rows = offline.write(batch, replace=replace, version=version, publish=new_version)
+        rows = offline_engine.write(parts, con, batch, replace=replace, version=version, publish=new_version)
         # The commit point is behind us: what follows must not report the rows as not written.
         stats = registry.stats(view.name)
         if replace and before + rows > int(stats.get("rows") or 0):
@@ -105,7 +104,7 @@ def register_definition(parts: StoreParts, view: FeatureView) -> Registration:
         # Allowed only if the offline store holds no rows, asked (and the version
         # stored) while holding it so that no ingest slips in between.
         with offline.connect() as con:
-            check_compatible(current.view, candidate, has_data=lambda: offline.has_rows(con, view.name))
+            check_compatible(current.view, candidate, has_data=lambda: offline_engine.has_rows(parts, con, view.name))
             return _register_definition_unchecked(parts, current, candidate)
     return _register_definition_unchecked(parts, current, candidate)
 
@@ -127,15 +126,15 @@ def _register_definition_unchecked(parts: StoreParts, current: ViewVersion | Non
 def ingest(parts: StoreParts, name: str, data: Any, *, namespace: Mapping[str, Any] | None) -> int:
     """store.ingest(): append rows to a view's offline history; how many were new."""
     registry = parts.registry
-    table = to_arrow(data, namespace)
-    check_batch(parts.caches.scratch(), registry.latest(name).view, table)  # store files stay closed until it passed
+    table = source(parts, data, namespace)
+    check(parts, parts.caches.scratch(), registry.latest(name).view, table)  # store files stay closed until it passed
     with parts.offline.connect() as con:
         latest = registry.latest(name)
-        batch = check_batch(con, latest.view, table)
+        batch = check(parts, con, latest.view, table)
         # First data of a view registered without a schema fixes it in place, published
         # with the rows (fsnb.commit).
         fix = batch.view.to_dict() != latest.view.to_dict()
-        rows = parts.offline.write(batch, version=latest.version, publish=fix)
+        rows = offline_engine.write(parts, con, batch, version=latest.version, publish=fix)
     parts.caches.readers.clear()
     return rows
 
@@ -164,17 +163,14 @@ def record_training_set(parts: StoreParts, name: str, frame: Any, features: Sequ
 
 def delete_view(parts: StoreParts, name: str) -> None:
     """Drop a view's offline history, online values and every version (log entries aside)."""
-    parts.offline.drop(name)
+    offline_engine.drop(parts, name)
     parts.online.drop(name)
     parts.registry.delete_view(name)
     parts.caches.readers.clear()
 
 
 def offline_rows(parts: StoreParts, name: str) -> int:
-    with parts.offline.connect() as con:
-        if not parts.offline.table_exists(con, name):
-            return 0
-        return int(con.execute(f"SELECT count(*) FROM {offline_table(name)}").fetchall()[0][0])
+    return offline_engine.row_count(parts, name)
 
 
 def inherit_schema(view: FeatureView, current: FeatureView | None, *, has_data: bool) -> FeatureView:

@@ -13,7 +13,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -199,6 +199,13 @@ class OfflineStore:
                 _upgrade_time_column(con, view.name, c)
         con.execute(f"INSERT OR IGNORE INTO {_META} (name, next_seq, has_ties) VALUES (?, 0, false)", [view.name])
         self._known_columns[view.name] = set(existing) | set(wanted)
+
+    def stage_latest(self, con: duckdb.DuckDBPyConnection, view: FeatureView, *,
+                     start: datetime | None = None, end: datetime | None = None) -> None:
+        """Nothing to stage: the view's table is in this database (the Spark engine's stages it)."""
+
+    def stage_entity(self, con: duckdb.DuckDBPyConnection, view: FeatureView, key: Mapping[str, Any]) -> None:
+        """Nothing to stage (as stage_latest)."""
 
     def forget_columns(self, name: str) -> None:
         """Forget what this process knows of the view's columns (a write rolled back)."""

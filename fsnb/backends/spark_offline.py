@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
 from fsnb.backends.spark_pit import SparkJoins
+from fsnb.backends.spark_stage import SparkStaging
 from fsnb.backends.spark_util import (
     _IDX,
     _MAX_SEQ,
@@ -62,7 +63,7 @@ from fsnb.backends.spark_util import (
 )
 
 
-class SparkOfflineStore(SparkJoins):
+class SparkOfflineStore(SparkJoins, SparkStaging):
     """The offline contract (fsnb/backends/contracts.py) on Spark and Delta Lake."""
 
     def __init__(
@@ -144,7 +145,8 @@ class SparkOfflineStore(SparkJoins):
         rows = delta_log.row_count(table)
         return rows is None or rows > 0
 
-    def table_columns(self, name: str) -> list[str]:
+    def stored_columns(self, name: str) -> list[str]:
+        """The columns of the view's Delta table ([] without one)."""
         table = self._table(name)
         return [] if table is None else delta_log.stored_schema(table).names
 

@@ -32,7 +32,7 @@ from fsnb.backends.spark_util import (
 )
 from fsnb.definitions import FeatureView
 from fsnb.selection import ViewSelection
-from fsnb.sqlnames import INGESTED_AT, SEQ
+from fsnb.sqlnames import ENTRY, INGESTED_AT, SEQ
 from fsnb.timeutil import duration_us
 
 if TYPE_CHECKING:
@@ -228,6 +228,33 @@ class SparkJoins:
         for k, value in key.items():
             frame = frame.filter(col(k) == F.lit(value))
         return _to_utc(frame.toArrow())
+
+    def latest_event_time(self, con: Any, view: FeatureView) -> datetime | None:
+        """The newest event time stored for view (None without rows); con is not used."""
+        from pyspark.sql import functions as F
+
+        table = self._table(view.name)
+        if table is None:
+            return None
+        top = self._snapshot(table, view.name).agg(F.max(F.unix_micros(col(view.timestamp_field)))).collect()[0][0]
+        return _from_micros(top)
+
+    def entry_runs(self, con: Any, name: str, log_id: str, since: int) -> list[tuple[int, int]]:
+        """The (first, last) log positions of the entry runs the view's table holds that end
+        at or after since (the offline consumer's replay check; con is not used)."""
+
+        table = self._table(name)
+        if table is None or ENTRY not in delta_log.stored_schema(table).names:
+            return []
+        prefix = f"{log_id}:"
+        tags = (self._snapshot(table, name).filter(col(ENTRY).startswith(prefix))
+                .select(col(ENTRY)).distinct().collect())
+        runs = []
+        for (tag,) in tags:
+            first, _, last = tag[len(prefix):].partition("-")
+            if first.isdigit() and last.isdigit() and int(last) >= since:
+                runs.append((int(first), int(last)))
+        return runs
 
     def stats(self, view: FeatureView) -> dict[str, Any]:
         from pyspark.sql import functions as F

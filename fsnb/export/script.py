@@ -17,6 +17,7 @@ checks that each training set has the fingerprint it had when the notebook ran.
 Exits non-zero, naming the training set, if its data changed.
 
     python {script} [--store PATH]    # default: $FSNB_STORE, else ./.fsnb
+                     [--offline duckdb|spark] [--warehouse URI]    # default: the notebook's engine
 """
 '''
 
@@ -51,12 +52,19 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also fail (exit 1) when a training set has no fingerprint from the notebook to check",
     )
+    parser.add_argument("--offline", default=OFFLINE_ENGINE, choices=["duckdb", "spark"],
+                        help="the offline engine (default: the notebook's, else the store's fsnb.toml)")
+    parser.add_argument("--warehouse", default=None,
+                        help="with --offline spark: where the Delta tables live (default: the store's fsnb.toml, else STORE/warehouse)")
     args = parser.parse_args(argv)
     store_dir = fsnb.config.store_path(args.store)  # where fsnb looks for a store, as everywhere
     # Notebook code that opens fsnb.FeatureStore(None) follows --store too.
     os.environ[fsnb.config.STORE_ENV] = str(store_dir)
     try:
-        with fsnb.FeatureStore(store_dir) as {store}:
+        warehouse = args.warehouse
+        if args.offline == "spark" and warehouse is None and fsnb.config.load_config(store_dir).warehouse is None:
+            warehouse = str(store_dir / "warehouse")
+        with fsnb.FeatureStore(store_dir, offline=args.offline, warehouse=warehouse) as {store}:
             print(f"{{NOTEBOOK}}: rebuilding into the store at {{{store}.path}}")
             changed = check_fingerprints(build({store}))
     except fsnb.FsnbError as exc:
@@ -118,7 +126,9 @@ def script(path: Path, cells: list[Cell], headings: list[tuple[int, list[str]]],
     out.append("import fsnb\nimport fsnb.config\nimport fsnb.sources\n")
     if translator.hoisted:
         out.append("\n".join(dict.fromkeys(translator.hoisted)) + "\n")
-    out.append(f"NOTEBOOK = {string(path.name)}\n")
+    out.append(f"NOTEBOOK = {string(path.name)}")
+    engine = string(translator.offline) if translator.offline else "None"  # a checked engine name, quoted
+    out.append(f"OFFLINE_ENGINE = {engine}  # what the notebook's %fsnb open chose (None: the store's fsnb.toml decides)\n")
     out.append("# What fsnb.fingerprint() gave for each training set when the notebook ran.")
     if translator.training_sets:
         out.append("RECORDED_FINGERPRINTS: dict[str, str | None] = {")

@@ -67,6 +67,7 @@ class Translator:
         self.views: list[str] = []
         self.training_sets: dict[str, TrainingSet] = {}
         self.warnings: list[str] = []
+        self.offline: str | None = None  # the engine the notebook's %fsnb open chose (the pipeline's default)
         self.hoisted: list[str] = []
         self.grammar = needs_ipython()
 
@@ -270,11 +271,16 @@ class Translator:
         a = parse_magic("fsnb", line, cell)
         prefix = f"{target} = " if target else None
         if a.command == "open":
-            backends = ", ".join(f"{k} {redact_url(v)}" for k, v in (("online", a.online), ("log", a.log)) if v)
+            backends = ", ".join(f"{k} {redact_url(v)}" for k, v in (("online", a.online), ("log", a.log), ("warehouse", a.warehouse)) if v)
+            if a.offline:
+                from fsnb.config import check_engine
+
+                self.offline = check_engine(a.offline, f"cell {cell.index + 1}: %fsnb open --offline")
             if backends:
                 self.warnings.append(
                     f"cell {cell.index + 1}: the notebook's store used {backends}; the pipeline's store "
-                    "uses its own fsnb.toml (sqlite unless configured)"
+                    "uses its own fsnb.toml (sqlite unless configured"
+                    + (", and a warehouse in the store directory unless --warehouse is given)" if self.offline == "spark" else ")")
                 )
             opened = f"{a.target} ({backends})" if backends else a.target
             note = f"# the notebook opened the store {comment(str(opened))} here; this pipeline uses --store"

@@ -42,11 +42,14 @@ _LABEL_TIME = "the labels' time column (default event_timestamp)"
 @argument("target", nargs="?", help="the PATH of open, the NAME of show")
 @argument("--online", default=None, metavar="URL", help="with open: serve online features from Redis (redis://host:port/db)")
 @argument("--log", default=None, metavar="URL", help="with open: keep the streaming log in Redis (redis://host:port/db)")
+@argument("--offline", default=None, metavar="ENGINE", help="with open: the offline engine, duckdb (default) or spark")
+@argument("--warehouse", default=None, metavar="URI", help="with open --offline spark: where the Delta tables live")
 def fsnb(line: str) -> None:
     """Open a store, list its feature views or show one.
 
     %fsnb open PATH    open (or create) the store in directory PATH
                        [--online redis://...] [--log redis://...]: remembered in PATH/fsnb.toml
+                       [--offline spark --warehouse URI]: history in Delta tables, queried by Spark
     %fsnb list         every feature view with its size and time range
     %fsnb show NAME    one view: schema, statistics, versions and sample rows
     %fsnb              the current store
@@ -212,6 +215,9 @@ def _check_fsnb(args: argparse.Namespace) -> None:
             msg = "%fsnb open needs a directory: %fsnb open PATH"
             raise UsageError(msg)
         return
+    if args.offline or args.warehouse:
+        msg = "--offline and --warehouse go with open: %fsnb open PATH --offline spark --warehouse URI"
+        raise UsageError(msg)
     if args.online or args.log:
         msg = "--online and --log go with open: %fsnb open PATH --online redis://host:port/0"
         raise UsageError(msg)

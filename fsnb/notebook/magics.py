@@ -172,7 +172,7 @@ class FsnbMagics(Magics):
         from fsnb.notebook import gather, render
 
         if args.command == "open":
-            store = self._open(store_path(args.target), args.online, args.log)
+            store = self._open(store_path(args.target), args.online, args.log, args.offline, args.warehouse)
             print(self.announce())
             return store
         if args.command == "list":
@@ -183,31 +183,31 @@ class FsnbMagics(Magics):
             return gather.view_info(self.store.parts, args.target, sample)
         return self.store
 
-    def _open(self, path: Path, online: str | None, log: str | None) -> FeatureStore:
+    def _open(self, path: Path, online: str | None, log: str | None, offline: str | None = None, warehouse: str | None = None) -> FeatureStore:
         """Make the store at path the session's store, or leave the current one in place.
 
         --online/--log URLs are checked (parsed, then each Redis server pinged) before
         anything is created, and written to fsnb.toml only once the store has opened
         with them. Any failure is one line, and the session keeps its previous store."""
-        from fsnb.config import StoreConfig, check_url, load_config, write_config
+        from fsnb.config import check_url, load_config, write_config
         from fsnb.store import FeatureStore
 
         previous = self.path
         try:
-            current = StoreConfig()
+            if (online or log or offline or warehouse) and path.is_dir():
+                load_config(path)  # a broken fsnb.toml is reported before anything is opened
             if online or log:
                 from fsnb.backends.redis_common import check_reachable
 
-                current = load_config(path) if path.is_dir() else current
                 for what, url in (("online store URL", online), ("log URL", log)):
                     if url and check_url(url, f"the {what}") != "sqlite":
                         check_reachable(url)
             if path == previous:
                 self.close()  # one DuckDB connection per file: reopen in place
-            store = FeatureStore(path, online=online, log=log)
-            if online or log:
+            store = FeatureStore(path, online=online, log=log, offline=offline, warehouse=warehouse)
+            if online or log or offline or warehouse:
                 try:
-                    write_config(path, StoreConfig(online or current.online, log or current.log))
+                    write_config(path, store.config)  # what the store opened with: arguments over the old file
                 except BaseException:
                     store.close()
                     raise

@@ -135,6 +135,6 @@ def sync(parts: StoreParts) -> dict[str, int]:
     for name in registry.names():
         view = registry.latest(name).view
         if view.sync == "stream" and view.schema_known:
-            mirror_stats(registry, parts.offline, view)  # exact counts, entities included
+            mirror_stats(registry, parts.engine, view)  # exact counts, entities included
     parts.caches.forget_readers()
     return {"online": online, "offline": offline, "end_offset": log.end_offset(), "truncated": truncated}

@@ -91,7 +91,7 @@ def _materialize_view(
     parts: StoreParts, view: FeatureView, start: Any, end: Any, incremental: bool, progress: bool | None
 ) -> int:
     if view.aggregations:  # hook: fsnb.aggregation_views (the online windows hold events)
-        return aggregation_views.materialize(parts.offline, parts.online, view)
+        return aggregation_views.materialize(parts.engine, parts.online, view)
     if view.features is None or view.entity_types is None:
         return 0  # registered without data: nothing to copy yet
     online = parts.online
@@ -106,6 +106,7 @@ def _materialize_view(
     backend = parts.offline
     ts = q(view.timestamp_field)
     with backend.connect() as con:
+        parts.engine.stage_latest(con, view, start=start, end=end)  # Spark: each key's latest row, computed there
         if not backend.table_exists(con, view.name):
             return 0
         stored = backend.table_columns(con, view.name)

@@ -64,7 +64,7 @@ def freshness(parts: StoreParts) -> pl.DataFrame:
     offline_latest: dict[str, datetime | None] = {}
     with parts.offline.connect() as con:
         for view in views:
-            offline_latest[view.name] = parts.offline.latest_event_time(con, view)
+            offline_latest[view.name] = parts.engine.latest_event_time(con, view)
     records = []
     for view in views:
         online_latest = _from_us(parts.online.latest_event_us(view.name)) if view.online else None
@@ -137,7 +137,7 @@ def check_skew(parts: StoreParts, name: str) -> SkewReport:
         msg = f"feature view '{name}' is offline-only; it has no online values to compare"
         raise InvalidDefinition(msg)
     if view.aggregations:  # hook: fsnb.aggregation_views (windows compared at one instant)
-        return SkewReport(name, *aggregation_views.check_skew(parts.offline, parts.online, view))
+        return SkewReport(name, *aggregation_views.check_skew(parts.engine, parts.online, view))
     as_of = datetime.now(timezone.utc)
     keys = list(view.entity_columns)
     feats = list(view.feature_names)
@@ -146,6 +146,7 @@ def check_skew(parts: StoreParts, name: str) -> SkewReport:
         feature_types = view.feature_types
         backend = parts.offline
         with backend.connect() as con:
+            parts.engine.stage_latest(con, view, end=as_of)  # Spark: each key's latest row, computed there
             if backend.table_exists(con, name):
                 existing = backend.table_columns(con, name)
                 present = [f for f in feats if f in existing]

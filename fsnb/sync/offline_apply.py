@@ -1,4 +1,4 @@
-"""The offline consumer: apply log entries to the offline store (DuckDB).
+"""The offline consumer: apply log entries to the offline store (either engine).
 
 Adjacent entries of one view and schema are written as one batch tagged with the run
 of log positions they came from (``<log id>:<first>-<last>``); the offline table itself
@@ -54,7 +54,9 @@ def apply_offline(parts: StoreParts, entries: Sequence[LogEntry]) -> None:
             table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
             # The tag names a run of adjacent log positions, all of this view: it says
             # exactly which entries the rows came from.
-            parts.offline.write(CheckedBatch(table, target, {}), entry=f"{log.log_id}:{first}-{last}")
+            written = parts.engine.write(CheckedBatch(table, target, {}), entry=f"{log.log_id}:{first}-{last}")
+            if written and parts.spark is not None:  # the DuckDB engine commits its statistics with the rows
+                parts.registry.set_stats(target.name, parts.spark.stats(target))
             touched.add(target.name)
             group.clear()
             crash_point("mid_offline_apply")
@@ -65,7 +67,7 @@ def apply_offline(parts: StoreParts, entries: Sequence[LogEntry]) -> None:
                 continue
             if check:
                 if entry.view not in held:
-                    held[entry.view] = parts.offline.entry_runs(con, entry.view, log.log_id, min(offsets))
+                    held[entry.view] = parts.engine.entry_runs(con, entry.view, log.log_id, min(offsets))
                 if any(a <= entry.offset <= b for a, b in held[entry.view]):
                     continue  # already written (before a crash, or by an earlier delivery)
             table = entry.table()

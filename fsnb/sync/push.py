@@ -123,7 +123,7 @@ def producer(parts: StoreParts, *, offline_every: int = 64) -> Iterator[None]:
                 apply_pending(parts, OFFLINE)
                 for name in session.stale:
                     if parts.registry.has(name):
-                        mirror_stats(parts.registry, parts.offline, parts.registry.latest(name).view)
+                        mirror_stats(parts.registry, parts.engine, parts.registry.latest(name).view)
                 compact(parts.log)
     finally:
         parts.caches.producer = None
