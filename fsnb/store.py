@@ -123,7 +123,8 @@ class FeatureStore:
         self.close()
 
     def __repr__(self) -> str:
-        return f"FeatureStore({str(self.path)!r}, views={self.registry.names()})"
+        engine = "" if self.parts.spark is None else ", offline='spark'"
+        return f"FeatureStore({str(self.path)!r}, views={self.registry.names()}{engine})"
 
     def _repr_html_(self) -> str:
         from fsnb.notebook.gather import view_entries

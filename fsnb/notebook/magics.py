@@ -137,7 +137,12 @@ class FsnbMagics(Magics):
                 registry.close()
         shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
         held = f"{len(names)} feature view{'s' if len(names) != 1 else ''}" + (f": {shown}" if names else "")
-        return f"fsnb: store at {self.path} ({held})"
+        engine = ""
+        if self._store is not None and self._store.config.offline == "spark":
+            from fsnb.config import redact_url
+
+            engine = f"; history in Delta tables at {redact_url(self._store.config.warehouse or '')}, queried by Spark"
+        return f"fsnb: store at {self.path} ({held}{engine})"
 
     # -- helpers --------------------------------------------------------------------
     @property
