@@ -33,8 +33,8 @@ keeps the events with time in (t - W, t] and known <= t, and aggregates per labe
 row, each aggregation over the events inside its own window (a CASE in the
 aggregate). A label meets only its key's events with time in (t - 2W, t + W]: the
 join never multiplies rows by a key's history, and never by other keys' rows. One
-join and one group for every width: shuffles dominate Spark's cost, and a label's
-share of the events of the longest window is what the windowed plan reads anyway. A range join (time between t - w and t) would be a nested loop in
+join and one group for every width (shuffles dominate Spark's cost); the price is
+that a short window's aggregate scans the events of the longest one. A range join (time between t - w and t) would be a nested loop in
 Spark; this one is a sort-merge or hash join on equality.
 """
 
@@ -154,16 +154,22 @@ def aggregate_frame(
     )
     from pyspark.sql import Window
 
-    frames: dict[int, Any] = {}
     outputs = [col(ROW)]
     for agg in aggregations:
         width = duration_us(agg.window)
-        spec = frames.setdefault(
-            width, Window.partitionBy(*[col(k) for k in keys]).orderBy(col(_TI)).rangeBetween(-(width - 1), 0)
-        )
+        spec = Window.partitionBy(*[col(k) for k in keys]).orderBy(col(_TI)).rangeBetween(-(width - 1), 0)
         column = col(cal[agg.column]) if agg.column else None
-        outputs.append(_expr(agg, column, col(_EV), sums[agg.name], lambda e, s=spec: e.over(s)).alias(agg.name))
-    return stream.select(*outputs, col(_EV)).filter(col(_EV).isNull()).drop(_EV)
+        outputs.append(_expr(agg, column, col(_EV), sums[agg.name], _over(spec)).alias(agg.name))
+    # One sort serves every width: Spark evaluates the frames of one partitioning and order together.
+    result: DataFrame = stream.select(*outputs, col(_EV)).filter(col(_EV).isNull()).drop(_EV)
+    return result
+
+
+def _over(spec: Any) -> Callable[[Column], Column]:
+    def windowed(e: Column) -> Column:
+        return e.over(spec)
+
+    return windowed
 
 
 def _as_of_ingestion(

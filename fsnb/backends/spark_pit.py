@@ -44,6 +44,9 @@ class SparkJoins:
     """Reads, statistics, latest rows and point-in-time joins of SparkOfflineStore (a
     mixin: it reads the store's snapshots)."""
 
+    # The views' histories are Delta tables: connect()'s DuckDB connection only stages results.
+    duckdb_tables = False
+
     # Provided by SparkOfflineStore (declared here for the type checker).
     warehouse: Any
 
