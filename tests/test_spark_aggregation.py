@@ -43,7 +43,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # Composite keys whose string concatenations collide ((1, 23) and (12, 3) both read "123"),
 # three cases' worth (the first part offset by 100 per case); (9, 9) has no events.
 KEYS = [(c * 100 + a, b) for c in range(3) for a, b in [(1, 23), (12, 3), (1, 2)]]
-KNOWN = [0, 4, 9]  # minutes at which events become known (created, or the batch's ingestion)
+KNOWN = [0, 5]  # minutes at which events become known (created, or the batch's ingestion)
 TWO = {"k1": "BIGINT", "k2": "BIGINT"}
 
 # (key, minute, nudge in us, known index, value or None): nudges put events at t - window +- 1 us
@@ -107,9 +107,9 @@ def _labels(labels: list[tuple[Any, ...]], arrow_type: pa.DataType) -> pa.Table:
     })
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(
-    events=st.lists(event, min_size=0, max_size=30),
+    events=st.lists(event, min_size=0, max_size=36),
     labels=st.lists(label, min_size=1, max_size=24),
     aggs=st.lists(aggregation, min_size=1, max_size=5, unique_by=lambda a: a.name),
     label_type=st.sampled_from(LABEL_TYPES),
@@ -260,3 +260,53 @@ def test_duckdb_and_spark_engines_give_identical_aggregates(spark: Any, tmp_path
         assert all(_same_value(r[agg.name], y, close=agg.function == "stddev")
                    for r, y in zip(rows, got.column(agg.name).to_pylist(), strict=True)), agg
     store.close()
+
+
+# -- fsnb.aggregation_views with the Spark engine as the offline store --------------------------------
+def test_views_materialize_check_skew_and_naive_join_on_the_spark_engine(spark: Any, tmp_path: Path) -> None:
+    engine = SparkOfflineStore(tmp_path / "wh", spark, duck=OfflineStore(tmp_path / "offline.duckdb"))
+    online = OnlineStore(tmp_path / "online.sqlite")
+    aggs = [Aggregation("amount", "sum", "1d"), Aggregation(None, "count", "2h"), Aggregation("amount", "stddev", "1d")]
+    view = fsnb.FeatureView("t", entities=["k"], timestamp_field="ts", features={"amount": "DOUBLE"},
+                            entity_types={"k": "BIGINT"}, aggregations=aggs)
+    names = [a.name for a in aggs]
+    assert aggregation_views.materialize(engine, online, view) == 0  # no table yet
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    ago = [timedelta(hours=3), timedelta(hours=1), timedelta(minutes=10), timedelta(hours=30), timedelta(minutes=20), timedelta(days=3)]
+
+    def write(keys: list[int], deltas: list[timedelta], amounts: list[float]) -> None:
+        frame = pa.table({"k": pa.array(keys, pa.int64()), "ts": _times([ingested_at_us(now - d) for d in deltas]),
+                          "amount": pa.array(amounts)})
+        engine.write(check_batch(duckdb.connect(), view, frame))
+
+    write([1, 1, 1, 2, 2, 3], ago, [1.0, 2.0, 4.0, 8.0, 16.0, 32.0])
+    # The online windows hold the events of the last day: key 1's three and key 2's latest.
+    assert aggregation_views.materialize(engine, online, view) == 4
+    _, compared, mismatches, _ = aggregation_views.check_skew(engine, online, view)
+    assert (compared, mismatches) == (3, 0)  # key 3 has no event in any window: 0 and nulls on both sides
+    write([2], [timedelta(minutes=5)], [64.0])  # offline only: check_skew must see it
+    _, compared, mismatches, details = aggregation_views.check_skew(engine, online, view)
+    assert (compared, mismatches) == (3, 1) and details.get_column("k").to_list() == [2]
+
+    # The naive join reads each aggregate as of the key's latest event.
+    con = duckdb.connect()
+    relation = aggregation_views.naive_relation(con, view, names, 0, offline=engine)
+    got = con.sql(f"SELECT * FROM {relation} ORDER BY k").pl()
+    assert got.get_column("k").to_list() == [1, 2, 3]
+    assert got.get_column("amount_sum_1d").to_list() == [7.0, 80.0, 32.0]
+    assert got.get_column("count_2h").to_list() == [2, 2, 1]
+    assert got.get_column("amount_stddev_1d").to_list()[2] is None
+    assert math.isclose(got.get_column("amount_stddev_1d").to_list()[0], float(np.std([1.0, 2.0, 4.0], ddof=1)))
+    assert got.get_column("ts").to_list()[0] == now - timedelta(minutes=10)
+
+    # A training set's aggregation columns, and the event time leakage reads (latest event in the longest window).
+    labels = pa.table({ROW: pa.array([0, 1, 2], pa.int64()), "k": pa.array([1, 2, 9], pa.int64()),
+                       T: pa.array([now - timedelta(minutes=30)] * 3, pa.timestamp("us", "UTC"))})
+    sel = ViewSelection(view, names, names)
+    out = aggregation_views.point_in_time(engine, labels, [sel], {"k": "BIGINT"}, as_of_ingestion=False,
+                                          with_event_times=True, plain=lambda s: pytest.fail("no ordinary view"))
+    assert out.column_names == [ROW, *names, "__fsnb_ts_0"]
+    assert out.column("amount_sum_1d").to_pylist() == [3.0, None, None]  # key 2's events: 30 h before, 10 min after
+    assert out.column("count_2h").to_pylist() == [1, 0, 0]
+    assert out.column("__fsnb_ts_0").to_pylist() == [now - timedelta(hours=1), None, None]
+    online.close()
