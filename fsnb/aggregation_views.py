@@ -10,12 +10,16 @@ hooks in the store's modules ("if the view has aggregations: call X"):
   first ingest fixes the column types), ``aggregations_from_dict``, ``describe``;
 - selection: ``served_features`` (in fsnb.aggregation, as is the display's ``schema_rows``);
 - offline retrieval: ``point_in_time`` (ordinary views through the usual plan, the
-  aggregation views through fsnb.aggregation_sql, merged in label order);
+  aggregation views through the engine's ``aggregate``: fsnb.aggregation_sql on DuckDB,
+  fsnb.backends.spark_agg on Spark; merged in label order);
 - online: ``reader`` (reads over (now - window, now] from the online SQLite file),
   ``materialize``, ``push_online`` and ``check_skew``.
 
 Callers hand in the pieces used (an offline backend, an online backend, a DuckDB
 connection), never the FeatureStore; nothing here imports the modules that call it.
+Where the engines differ (the DuckDB one keeps each view as a table of its connection,
+the Spark one does not: ``offline.duckdb_tables``), the Spark engine computes in Spark
+and the DuckDB connection only holds small results.
 """
 
 from __future__ import annotations

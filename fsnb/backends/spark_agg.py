@@ -248,7 +248,9 @@ def _empty(view: FeatureView, agg: Aggregation) -> Column:
         return F.lit(0).cast("long")
     if agg.function in ("mean", "stddev"):
         return F.lit(None).cast("double")
-    duck = view.feature_types.get(agg.column or "") if agg.column not in view.system_columns else "TIMESTAMPTZ"
+    column = agg.column or ""
+    times = (view.timestamp_field, view.created_timestamp_field)
+    duck = "TIMESTAMPTZ" if column in times else view.feature_types.get(column) or (view.entity_types or {}).get(column)
     arrow = delta_log.arrow_type(duck or "VARCHAR", f"column '{agg.column}'")
     if agg.function == "sum":
         return F.lit(None).cast("long" if agg.output_type(duck_type(arrow)) == "BIGINT" else "double")
