@@ -10,18 +10,23 @@ hooks in the store's modules ("if the view has aggregations: call X"):
   first ingest fixes the column types), ``aggregations_from_dict``, ``describe``;
 - selection: ``served_features`` (in fsnb.aggregation, as is the display's ``schema_rows``);
 - offline retrieval: ``point_in_time`` (ordinary views through the usual plan, the
-  aggregation views through fsnb.aggregation_sql, merged in label order);
+  aggregation views through the engine's ``aggregate``: fsnb.aggregation_sql on DuckDB,
+  fsnb.backends.spark_agg on Spark; merged in label order);
 - online: ``reader`` (reads over (now - window, now] from the online SQLite file),
   ``materialize``, ``push_online`` and ``check_skew``.
 
 Callers hand in the pieces used (an offline backend, an online backend, a DuckDB
 connection), never the FeatureStore; nothing here imports the modules that call it.
+Where the engines differ (the DuckDB one keeps each view as a table of its connection,
+the Spark one does not: ``offline.duckdb_tables``), the Spark engine computes in Spark
+and the DuckDB connection only holds small results.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -64,15 +69,15 @@ def point_in_time(
     """
     ordinary = [s for s in selections if not s.view.aggregations]
     base = plain(ordinary) if ordinary else None
-    with offline.connect() as con:  # a DuckDB offline store (the planner is DuckDB SQL)
-        return _merged(con, base, labels, selections, key_types, as_of_ingestion, with_event_times)
+    return _merged(offline, base, labels, selections, key_types, as_of_ingestion, with_event_times)
 
 
 def _merged(
-    con: Any, base: pa.Table | None, labels: pa.Table, selections: Sequence[ViewSelection],
+    offline: Any, base: pa.Table | None, labels: pa.Table, selections: Sequence[ViewSelection],
     key_types: Mapping[str, str], as_of_ingestion: bool, with_event_times: bool,
 ) -> pa.Table:
-    from fsnb.aggregation_sql import ROW, aggregate
+    """Each aggregation view's columns from the engine's ``aggregate``, between the others'."""
+    from fsnb.aggregation_sql import ROW
 
     columns: list[pa.ChunkedArray | pa.Array] = [labels.column(ROW) if base is None else base.column(ROW)]
     names = [ROW]
@@ -94,7 +99,7 @@ def _merged(
             longest = max(aggs, key=lambda a: a.window)
             aggs.append(Aggregation(sel.view.timestamp_field, "max", longest.window, name=_unused(sel.view)))
         narrow = labels.select([ROW, "__fsnb_t", *sel.view.entity_columns])
-        got = aggregate(con, narrow, sel.view, aggs, dict(key_types), as_of_ingestion=as_of_ingestion)
+        got = offline.aggregate(narrow, sel.view, aggs, dict(key_types), as_of_ingestion=as_of_ingestion)
         values = {a.name: got.column(a.name) for a in aggs[:asked]}
         columns += [values[f] if f in values else pa.nulls(labels.num_rows, pa.timestamp("us", "UTC")) for f in sel.features]
         names += sel.output_names
@@ -104,28 +109,51 @@ def _merged(
     return pa.Table.from_arrays(columns, names=names)
 
 
-def naive_relation(con: Any, view: FeatureView, features: Sequence[str], i: int) -> str:
+def naive_relation(con: Any, view: FeatureView, features: Sequence[str], i: int, *, offline: Any = None) -> str:
     """What a naive join reads for an aggregation view: per key, each aggregation as of
     the key's latest event (time named as the view's timestamp). Registered on con (it
-    lives as long as the connection); returns the relation's name."""
+    lives as long as the connection); returns the relation's name.
+
+    offline: the store's engine (None: con's own fv__ table, the DuckDB engine's). On
+    an engine without DuckDB tables (Spark) the engine computes the latest events and
+    the aggregates; con only holds the result."""
     import numpy as np
 
     from fsnb.aggregation_sql import ROW, T, aggregate
     from fsnb.sqlnames import offline_table, q, qlist
 
     keys = list(view.entity_columns)
-    latest = con.sql(
-        f"SELECT {qlist(keys)}, max({q(view.timestamp_field)}) AS {T} FROM {offline_table(view.name)} GROUP BY {qlist(keys)}"
-    ).to_arrow_table()
+    if offline is None or offline.duckdb_tables:
+        latest = con.sql(
+            f"SELECT {qlist(keys)}, max({q(view.timestamp_field)}) AS {T} FROM {offline_table(view.name)} GROUP BY {qlist(keys)}"
+        ).to_arrow_table()
+    else:
+        found = _latest_events(offline, view)
+        latest = found if found is not None else pa.table({**{k: pa.nulls(0) for k in keys}, T: pa.nulls(0, pa.timestamp("us", "UTC"))})
     latest = latest.append_column(ROW, pa.array(np.arange(latest.num_rows, dtype=np.int64)))
     aggs = _by_name(view, [f for f in features if f in set(served_features(view))])
-    got = aggregate(con, latest, view, aggs, dict(view.entity_types or {}))
+    key_types = dict(view.entity_types or {})
+    got = aggregate(con, latest, view, aggs, key_types) if offline is None else offline.aggregate(latest, view, aggs, key_types)
     out = latest.select(keys).append_column(view.timestamp_field, latest.column(T))
     for agg in aggs:
         out = out.append_column(agg.name, got.column(agg.name))
     name = f"__fsnb_naive_agg_{i}"
     con.register(name, out)
     return name
+
+
+def _latest_events(offline: Any, view: FeatureView) -> pa.Table | None:
+    """Each key's latest event time (keys, __fsnb_t), computed by an engine without DuckDB
+    tables (its latest_per_entity); None when the view has no table."""
+    from fsnb.aggregation_sql import T
+
+    stored = offline.stored_schema(view.name)
+    if stored is None:
+        return None
+    names = [*view.entity_columns, view.timestamp_field]
+    schema = pa.schema([stored.field(n) for n in names])
+    table = pa.Table.from_batches(list(offline.latest_per_entity(view, [])), schema=schema)
+    return table.rename_columns([*view.entity_columns, T])
 
 
 def _unused(view: FeatureView) -> str:
@@ -187,9 +215,30 @@ def materialize(offline: Any, online: Any, view: FeatureView) -> int:
     if view.features is None or view.entity_types is None:
         return 0  # registered without data: nothing to copy yet
     aggs = list(view.aggregations or ())
+    now = now_us()
+    if not offline.duckdb_tables:
+        return _materialize_staged(offline, windows, view, aggs, now)
     with offline.connect() as con:
         has = offline.table_exists(con, view.name)
-        return windows.materialize(con if has else None, view, aggs, now_us=now_us())
+        return windows.materialize(con if has else None, view, aggs, now_us=now)
+
+
+def _materialize_staged(offline: Any, windows: WindowStore, view: FeatureView, aggs: list[Aggregation], now: int) -> int:
+    """An engine without DuckDB tables (Spark): it reads the events inside the longest
+    window of now, and the window store takes them from the store's DuckDB connection."""
+    from datetime import timedelta
+
+    start = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=now) - max(a.window for a in aggs)
+    rows = offline.read(view, start=start)
+    with offline.connect() as con:
+        if rows.num_columns == 0:  # no table yet
+            return windows.materialize(None, view, aggs, now_us=now)
+        name = "__fsnb_window_events"
+        con.register(name, rows)
+        try:
+            return windows.materialize(con, view, aggs, now_us=now, source=name)
+        finally:
+            con.unregister(name)
 
 
 def push_online(online: Any, view: FeatureView, table: pa.Table) -> int:
@@ -218,7 +267,6 @@ def check_skew(
     """
     import polars as pl
 
-    from fsnb.aggregation_sql import ROW, T, aggregate
     from fsnb.timeutil import now_us as clock
 
     now = clock() if now_us is None else now_us
@@ -229,20 +277,7 @@ def check_skew(
     offline_keys: list[tuple[Any, ...]] = []
     values: dict[tuple[Any, ...], tuple[Any, ...]] = {}
     if view.schema_known:
-        from fsnb.sqlnames import offline_table, qlist
-
-        with offline.connect() as con:
-            if offline.table_exists(con, view.name):
-                offline_keys = [tuple(r) for r in con.execute(f"SELECT DISTINCT {qlist(keys)} FROM {offline_table(view.name)}").fetchall()]
-                if offline_keys:
-                    cols: dict[str, Any] = {k: [r[i] for r in offline_keys] for i, k in enumerate(keys)}
-                    labels = pa.table(cols)
-                    n = labels.num_rows
-                    labels = labels.append_column(T, pa.array([now] * n, pa.timestamp("us", "UTC")))
-                    labels = labels.append_column(ROW, pa.array(range(n), pa.int64()))
-                    got = aggregate(con, labels, view, aggs, dict(view.entity_types or {})).to_pydict()
-                    for i, key in enumerate(offline_keys):
-                        values[key] = tuple(got[a.name][i] for a in aggs)
+        offline_keys, values = _offline_at(offline, view, aggs, now)
     online_keys: list[tuple[Any, ...]] = []
     from fsnb.online_windows import window_table
     from fsnb.sqlnames import qlist
@@ -265,6 +300,31 @@ def check_skew(
     schema = {**dict.fromkeys(keys, pl.String), "kind": pl.String}
     frame = pl.DataFrame(details) if details else pl.DataFrame(schema=schema)
     return as_of, len(every), len(details), frame
+
+
+def _offline_at(offline: Any, view: FeatureView, aggs: list[Aggregation], now: int
+                ) -> tuple[list[tuple[Any, ...]], dict[tuple[Any, ...], tuple[Any, ...]]]:
+    """The keys with an offline event, and each one's aggregations at now (the engine computes both)."""
+    from fsnb.aggregation_sql import ROW, T
+    from fsnb.sqlnames import offline_table, qlist
+
+    keys = list(view.entity_columns)
+    with offline.connect() if offline.duckdb_tables else nullcontext() as con:
+        if con is None:  # an engine without DuckDB tables (Spark): its own latest events
+            latest = _latest_events(offline, view)
+            found = [] if latest is None else list(zip(*[latest.column(k).to_pylist() for k in keys], strict=True))
+        elif offline.table_exists(con, view.name):
+            found = [tuple(r) for r in con.execute(f"SELECT DISTINCT {qlist(keys)} FROM {offline_table(view.name)}").fetchall()]
+        else:
+            found = []
+        if not found:
+            return [], {}
+        labels = pa.table({k: [r[i] for r in found] for i, k in enumerate(keys)})
+        n = labels.num_rows
+        labels = labels.append_column(T, pa.array([now] * n, pa.timestamp("us", "UTC")))
+        labels = labels.append_column(ROW, pa.array(range(n), pa.int64()))
+        got = offline.aggregate(labels, view, aggs, dict(view.entity_types or {})).to_pydict()
+    return found, {key: tuple(got[a.name][i] for a in aggs) for i, key in enumerate(found)}
 
 
 # -- display -----------------------------------------------------------------------------

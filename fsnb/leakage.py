@@ -277,12 +277,11 @@ def analyze(
         if label is not None:
             inputs = inputs.with_columns(labels.get_column(label).alias(LABEL))
         for sel in joined.selections:
-            if not sel.view.aggregations:
-                offline.stage_latest(con, sel.view)  # Spark: the naive side's latest rows, one per key
+            offline.stage_latest(con, sel.view)  # Spark: the naive side's latest rows, one per key
         stored = {sel.view.name for sel in joined.selections if offline.table_exists(con, sel.view.name)}
         con.register(INPUT, inputs.to_arrow())
         relations = {  # hook: fsnb.aggregation_views (each aggregate as of the key's latest event)
-            i: aggregation_views.naive_relation(con, s.view, s.features, i)
+            i: aggregation_views.naive_relation(con, s.view, s.features, i, offline=offline)
             for i, s in enumerate(joined.selections) if s.view.aggregations and s.view.name in stored
         }
         naive_sql, compare_sql = comparison_sql(

@@ -242,17 +242,22 @@ class WindowStore:
         return kept
 
     def materialize(self, con: duckdb.DuckDBPyConnection | None, view: FeatureView, aggs: Sequence[Aggregation],
-                    *, now_us: int) -> int:
+                    *, now_us: int, source: str | None = None) -> int:
         """Make the view's events exactly the offline events with time > now - longest window.
 
-        con is an open offline-store connection (None: the view has no offline table).
+        con is an open offline-store connection (None: the view has no offline table);
+        source names a relation of con holding the view's rows instead of its offline
+        table (the Spark engine stages the events it read there).
         """
         self.ensure_table(view, aggs)
         cols = self._columns(aggs)
         longest = max(_us(a.window) for a in aggs)
         encoder = _RowEncoder(view, cols)
         stored: dict[str, str] = {}
-        if con is not None:
+        if con is not None and source is not None:
+            staged = con.sql(f"SELECT * FROM {q(source)}")
+            stored = {str(c): str(t) for c, t in zip(staged.columns, staged.types, strict=True)}
+        elif con is not None:
             rows = con.execute(
                 "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?", [f"fv__{view.name}"]
             ).fetchall()
@@ -274,7 +279,7 @@ class WindowStore:
                 ]
                 bound = (now_us - longest) * (1000 if unit == "ns" else 1)
                 cursor = con.execute(
-                    f"SELECT {', '.join(exprs)} FROM {offline_table(view.name)} WHERE {ts_int} > ? "
+                    f"SELECT {', '.join(exprs)} FROM {offline_table(view.name) if source is None else q(source)} WHERE {ts_int} > ? "
                     f"ORDER BY {qlist(view.entity_columns)}, {ts_int}",  # in primary-key order: appends, not page splits
                     [bound],
                 )

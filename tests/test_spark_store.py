@@ -302,3 +302,34 @@ def test_a_store_opens_on_the_engine_that_holds_its_history(tmp_path: Path) -> N
     empty = fsnb.FeatureStore(tmp_path / "e", offline="spark", warehouse=tmp_path / "wh")  # no views: takes the engine
     empty.close()
     assert fsnb.FeatureStore(tmp_path / "e").parts.spark is None  # still no views: the default again
+
+
+def test_window_aggregations_on_a_spark_store_match_the_duckdb_store(spark: Any, tmp_path: Path) -> None:
+    """The same aggregation view on both engines: training set, online values after
+    materialize, skew and the naive side of the leakage analysis."""
+    duck, sparky = _stores(tmp_path, spark)
+    now = datetime.now().replace(microsecond=0)
+    events = pl.DataFrame({
+        "user_id": [1, 1, 1, 2, 2],
+        "event_timestamp": [now - timedelta(days=d) for d in (9, 3, 1, 2, 0.5)],
+        "amount": [10.0, 20.0, None, 5.0, 7.0],
+    })
+    view = fsnb.FeatureView("txn", entities=["user_id"], aggregations=[
+        fsnb.Aggregation("amount", "sum", "7d"), fsnb.Aggregation(None, "count", "2d", name="n_2d"),
+        fsnb.Aggregation("amount", "stddev", "30d")])
+    labels = pl.DataFrame({"user_id": [1, 2, 1, 3], "event_timestamp": [now - timedelta(days=d) for d in (2, 1, 0, 0)]})
+    features = ["txn:amount_sum_7d", "txn:n_2d", "txn:amount_stddev_30d"]
+    for store in (duck, sparky):
+        store.register(view, events)
+    want = duck.get_historical_features(labels, features)
+    got = sparky.get_historical_features(labels, features)
+    assert_frame_equal(got, want)
+    assert got["amount_sum_7d"].to_list() == [20.0, 5.0, 20.0, None]
+    assert duck.materialize() == sparky.materialize()
+    rows = [{"user_id": 1}, {"user_id": 2}, {"user_id": 3}]
+    assert sparky.get_online_features(features, rows) == duck.get_online_features(features, rows)
+    assert sparky.check_skew("txn").mismatches == 0
+    want_report, got_report = duck.explain_leakage(labels, features[:1]), sparky.explain_leakage(labels, features[:1])
+    assert_frame_equal(got_report.summary, want_report.summary)
+    duck.close()
+    sparky.close()

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pyarrow as pa
 
 if TYPE_CHECKING:
+    from fsnb.aggregation import Aggregation
     from fsnb.definitions import FeatureView
     from fsnb.selection import ViewSelection
     from fsnb.validation import CheckedBatch
@@ -46,6 +47,9 @@ class OfflineBackend(Protocol):
     The point-in-time rules are in docs/architecture.md ("Point-in-time rules")."""
 
     journal: Journal | None
+    # True: each view's history is the table fv__<view> of connect()'s DuckDB connection
+    # (the DuckDB engine); False: connect() only stages small results (the Spark engine).
+    duckdb_tables: bool
 
     def write(
         self,
@@ -88,6 +92,20 @@ class OfflineBackend(Protocol):
 
     def label_types(self, labels: pa.Table) -> dict[str, str]:
         """The engine's type of each label column (to check keys against the views')."""
+        ...
+
+    def aggregate(
+        self,
+        labels: pa.Table,
+        view: FeatureView,
+        aggregations: Sequence[Aggregation],
+        key_types: dict[str, str],
+        *,
+        as_of_ingestion: bool = False,
+    ) -> pa.Table:
+        """labels: __fsnb_row (0..n-1), __fsnb_t and the view's keys. Returns __fsnb_row and
+        one column per aggregation (in the order asked), ordered by __fsnb_row: each the
+        function over the key's events in (t - window, t] (docs/architecture.md)."""
         ...
 
     def latest_per_entity(

@@ -13,7 +13,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 
+from fsnb import aggregation_sql
 from fsnb.backends.contracts import Journal
 from fsnb.backends.duckdb_pit import (
     LABELS,
@@ -47,6 +48,7 @@ from fsnb.sqlnames import (
 from fsnb.validation import CheckedBatch, arrow_duck_types
 
 if TYPE_CHECKING:
+    from fsnb.aggregation import Aggregation
     from fsnb.selection import ViewSelection
 
 _META = OFFLINE_META
@@ -73,6 +75,8 @@ _DAMAGE = re.compile(r"not a valid DuckDB database|Could not read|corrupt|checks
 
 
 class OfflineStore:
+    duckdb_tables = True  # each view's history is the table fv__<view> of connect()'s connection
+
     def __init__(self, path: Path, *, lock_timeout: float = 60.0, journal: Journal | None = None) -> None:
         self.path = path
         self.lock_timeout = lock_timeout
@@ -388,6 +392,12 @@ class OfflineStore:
                 return con.sql(sql).to_arrow_table()
             finally:
                 con.unregister(LABELS)
+
+    def aggregate(self, labels: pa.Table, view: FeatureView, aggregations: Sequence[Aggregation],
+                  key_types: dict[str, str], *, as_of_ingestion: bool = False) -> pa.Table:
+        """__fsnb_row + one column per aggregation, ordered by __fsnb_row (fsnb/aggregation_sql.py)."""
+        with self.connect() as con:
+            return aggregation_sql.aggregate(con, labels, view, aggregations, key_types, as_of_ingestion=as_of_ingestion)
 
 
 def _upgrade_time_column(con: duckdb.DuckDBPyConnection, name: str, column: str) -> None:

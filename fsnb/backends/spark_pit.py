@@ -4,13 +4,14 @@ the plan is described in spark_offline.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fsnb.aggregation import Aggregation
 from fsnb.backends import delta_log
 from fsnb.backends.delta_log import UTC_US
 from fsnb.backends.duckdb_pit import ROW, T
@@ -42,6 +43,9 @@ if TYPE_CHECKING:
 class SparkJoins:
     """Reads, statistics, latest rows and point-in-time joins of SparkOfflineStore (a
     mixin: it reads the store's snapshots)."""
+
+    # The views' histories are Delta tables: connect()'s DuckDB connection only stages results.
+    duckdb_tables = False
 
     # Provided by SparkOfflineStore (declared here for the type checker).
     warehouse: Any
@@ -87,6 +91,32 @@ class SparkJoins:
         if spark_in:
             return result
         return _to_utc(result.toArrow())
+
+    def aggregate(
+        self,
+        labels: Any,
+        view: FeatureView,
+        aggregations: Sequence[Aggregation],
+        key_types: dict[str, str],
+        *,
+        as_of_ingestion: bool = False,
+    ) -> Any:
+        """__fsnb_row + one column per aggregation, ordered by __fsnb_row (fsnb/backends/spark_agg.py).
+
+        labels: __fsnb_row, __fsnb_t and the view's keys, as an Arrow table (the result is
+        Arrow) or a Spark DataFrame (the result is a Spark DataFrame; nothing is collected).
+        """
+        from fsnb.backends.spark_agg import aggregate_frame, label_bounds
+
+        spark_in = is_spark_frame(labels)
+        frame = self._labels(labels, {k: key_types[k] for k in view.entity_columns})
+        bounds = None if spark_in else label_bounds(labels)
+        result = aggregate_frame(self, frame, view, aggregations, bounds=bounds, as_of_ingestion=as_of_ingestion)
+        result = result.orderBy(col(ROW))
+        if spark_in:
+            return result
+        out = _to_utc(result.toArrow())
+        return out.cast(pa.schema([f.with_nullable(True) for f in out.schema]))  # as DuckDB's results
 
     def training_frame(
         self,
