@@ -188,7 +188,7 @@ def _url(section: Any, where: Path, name: str) -> str | None:
 def check_engine(engine: str, where: str) -> str:
     """engine when it names an offline engine fsnb has; otherwise a StoreError."""
     if engine not in ENGINES:
-        msg = f"{where} {engine!r:.60} is not an offline engine; use 'duckdb' (the default) or 'spark'"
+        msg = f"{where} {engine!r:.60} is unknown; use 'duckdb' (the default) or 'spark'"
         raise StoreError(msg)
     return engine
 

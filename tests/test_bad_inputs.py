@@ -431,6 +431,17 @@ OTHERS = [
     case("open-online-unknown", lambda s: fsnb.FeatureStore(s.path, online="memcached://x")),
     case("open-online-bad-port", lambda s: fsnb.FeatureStore(s.path, online="redis://localhost:notaport/0")),
     case("open-log-bad-port", lambda s: fsnb.FeatureStore(s.path, log="redis://localhost:99999/0")),
+    # The offline engine (DESIGN section 11): checked before anything is opened or created.
+    case("open-offline-int", lambda s: fsnb.FeatureStore(s.path, offline=3)),
+    case("open-offline-unknown", lambda s: fsnb.FeatureStore(s.path, offline="sparkk")),
+    case("open-spark-no-warehouse", lambda s: fsnb.FeatureStore(s.path, offline="spark")),
+    case("open-warehouse-without-spark", lambda s: fsnb.FeatureStore(s.path, warehouse="/tmp/wh")),
+    case("open-warehouse-int", lambda s: fsnb.FeatureStore(s.path, offline="spark", warehouse=7)),
+    case("open-warehouse-credentials", lambda s: fsnb.FeatureStore(s.path, offline="spark", warehouse="s3a://k:secret@b/x")),
+    case("open-warehouse-query", lambda s: fsnb.FeatureStore(s.path, offline="spark", warehouse="s3a://b/x?v=1")),
+    case("open-warehouse-control", lambda s: fsnb.FeatureStore(s.path, offline="spark", warehouse="/tmp/w\nh")),
+    case("open-spark-not-a-session", lambda s: fsnb.FeatureStore(s.path, offline="spark", warehouse="/tmp/wh", spark="local")),
+    case("open-duckdb-store-on-spark", lambda s: fsnb.FeatureStore(s.path, offline="spark", warehouse="/tmp/fsnb-wh-unused")),
 ]
 
 
@@ -576,6 +587,10 @@ MAGICS = [
     line("fsnb", "bogus"),
     line("fsnb", "lst"),
     line("fsnb", "list extra"),
+    line("fsnb", "list --offline spark"),
+    line("fsnb", "open --offline spark"),
+    line("fsnb", "open /tmp/fsnb-never-created --offline spark"),
+    line("fsnb", "open /tmp/fsnb-never-created --offline sparkk --warehouse wh"),
     line("fsnb", "show"),
     line("fsnb", "show nope"),
     line("fsnb", "show 'bad name'"),

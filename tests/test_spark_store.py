@@ -39,7 +39,7 @@ def test_offline_engine_is_configured_like_the_other_backends(tmp_path: Path) ->
     assert (config.offline, config.warehouse) == ("spark", str(tmp_path / "wh"))  # relative: the store's
     assert load_config(tmp_path, offline="duckdb").warehouse is None
     bad = {
-        '[offline]\nengine = "sparkk"\n': "not an offline engine",
+        '[offline]\nengine = "sparkk"\n': "engine 'sparkk' is unknown",
         '[offline]\nengine = "spark"\n': "needs a warehouse",
         '[offline]\nengine = "spark"\nwarehous = "x"\n': "unknown key 'warehous'",
         '[offline]\nengine = 3\n': "must be a string",
