@@ -325,6 +325,12 @@ def test_window_aggregations_on_a_spark_store_match_the_duckdb_store(spark: Any,
     got = sparky.get_historical_features(labels, features)
     assert_frame_equal(got, want)
     assert got["amount_sum_7d"].to_list() == [20.0, 5.0, 20.0, None]
+    spark_labels = spark.createDataFrame(labels.to_arrow())  # Spark in, Spark out: the same rows
+    from_spark = sparky.get_historical_features(spark_labels, features).toArrow()
+    assert from_spark.column_names == want.columns
+    for name in features:
+        column = name.split(":")[1]
+        assert from_spark.column(column).to_pylist() == want[column].to_list(), column
     assert duck.materialize() == sparky.materialize()
     rows = [{"user_id": 1}, {"user_id": 2}, {"user_id": 3}]
     assert sparky.get_online_features(features, rows) == duck.get_online_features(features, rows)

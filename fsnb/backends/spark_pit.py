@@ -83,7 +83,13 @@ class SparkJoins:
         frame = self._labels(labels, key_types)
         result: DataFrame | None = None
         for i, sel in enumerate(selections):
-            part = self._selection(frame, sel, i, as_of_ingestion=as_of_ingestion, with_event_times=with_event_times)
+            if sel.view.aggregations:  # Spark labels for a view of window aggregations (spark_agg)
+                if with_event_times:
+                    msg = "event times of window aggregations come from fsnb.aggregation_views.point_in_time"
+                    raise ValueError(msg)
+                part = self._aggregated(frame, sel, key_types, as_of_ingestion=as_of_ingestion)
+            else:
+                part = self._selection(frame, sel, i, as_of_ingestion=as_of_ingestion, with_event_times=with_event_times)
             result = part if result is None else result.join(part, ROW, "inner")
         if result is None:
             result = frame.select(col(ROW))
@@ -117,6 +123,16 @@ class SparkJoins:
             return result
         out = _to_utc(result.toArrow())
         return out.cast(pa.schema([f.with_nullable(True) for f in out.schema]))  # as DuckDB's results
+
+    def _aggregated(self, labels: DataFrame, sel: ViewSelection, key_types: dict[str, str], *, as_of_ingestion: bool) -> DataFrame:
+        """__fsnb_row + the selection's aggregations under their output names."""
+        found = {a.name: a for a in sel.view.aggregations or ()}
+        aggs = [found[f] for f in sel.features]
+        narrow = labels.select(col(ROW), col(T), *[col(k) for k in sel.view.entity_columns])
+        got = self.aggregate(narrow, sel.view, aggs, {k: key_types[k] for k in sel.view.entity_columns},
+                             as_of_ingestion=as_of_ingestion)
+        out: DataFrame = got.select(col(ROW), *[col(a.name).alias(n) for a, n in zip(aggs, sel.output_names, strict=True)])
+        return out
 
     def training_frame(
         self,
