@@ -9,7 +9,7 @@ written, because it is part of the feature's default name (``amount_sum_7d``).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -192,6 +192,22 @@ def parse_aggregate_flag(text: str) -> Aggregation:
     except InvalidDefinition as exc:
         msg = f"--aggregate {text!r}: {exc}"
         raise InvalidDefinition(msg) from None
+
+
+def check_stored_columns(view_name: str, aggregations: Sequence[Aggregation], stored: Mapping[str, str]) -> dict[str, str]:
+    """The stored type of each column the aggregations read (stored: column -> DuckDB type
+    of the view's offline history), each checked against its function; one error naming
+    an aggregation whose column is not stored."""
+    column_types: dict[str, str] = {}
+    for agg in aggregations:
+        if agg.column is None:
+            continue
+        if agg.column not in stored:
+            msg = f"aggregation '{agg.name}' reads '{agg.column}', which '{view_name}' does not store; ingest it or fix the aggregation"
+            raise InvalidDefinition(msg)
+        agg.check_column_type(view_name, stored[agg.column])
+        column_types[agg.column] = stored[agg.column]
+    return column_types
 
 
 def check_aggregations(view_name: str, aggregations: list[Aggregation], reserved: set[str]) -> tuple[Aggregation, ...]:

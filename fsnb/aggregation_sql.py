@@ -37,7 +37,7 @@ import duckdb
 import pyarrow as pa
 
 from fsnb import types
-from fsnb.aggregation import Aggregation
+from fsnb.aggregation import Aggregation, check_stored_columns
 from fsnb.definitions import FeatureView
 from fsnb.errors import InvalidDefinition
 from fsnb.sqlnames import INGESTED_AT, offline_table, q
@@ -255,15 +255,7 @@ def aggregate(
     stored = _table_types(con, view.name)
     if not stored:
         return _without_events(labels, aggregations, view.feature_types)
-    column_types: dict[str, str] = {}
-    for agg in aggregations:
-        if agg.column is None:
-            continue
-        if agg.column not in stored:
-            msg = f"aggregation '{agg.name}' reads '{agg.column}', which '{view.name}' does not store; ingest it or fix the aggregation"
-            raise InvalidDefinition(msg)
-        agg.check_column_type(view.name, stored[agg.column])
-        column_types[agg.column] = stored[agg.column]
+    column_types = check_stored_columns(view.name, aggregations, stored)
     label_type = _relation_types(con, labels)[T]
     known = view.created_timestamp_field or INGESTED_AT
     sql = aggregate_sql(

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fsnb.aggregation import Aggregation
+from fsnb.aggregation import Aggregation, check_stored_columns
 from fsnb.backends import delta_log
 from fsnb.backends.duckdb_pit import ROW, T
 from fsnb.backends.spark_util import arrow_times, col
@@ -114,13 +114,8 @@ def aggregate_frame(
     if stored is None or not delta_log.data_files(table, engine.warehouse.spark_uri(view.name)):
         return labels.select(col(ROW), *[_empty(view, a).alias(a.name) for a in aggregations])
     fields = {f.name: f.type for f in stored}
-    for agg in aggregations:
-        if agg.column is None:
-            continue
-        if agg.column not in fields:
-            msg = f"aggregation '{agg.name}' reads '{agg.column}', which '{view.name}' does not store; ingest it or fix the aggregation"
-            raise InvalidDefinition(msg)
-        agg.check_column_type(view.name, duck_type(fields[agg.column]))
+    check_stored_columns(view.name, aggregations, {a.column: duck_type(fields[a.column]) for a in aggregations
+                                                    if a.column is not None and a.column in fields})
     longest = max(duration_us(a.window) for a in aggregations)
     lo = hi = None
     if bounds is not None:  # events a window before the first label or after the last one count nowhere
