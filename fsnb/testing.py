@@ -1,11 +1,16 @@
-"""Helpers for tests and benchmarks: a private redis-server on a free loopback port."""
+"""Helpers for tests and benchmarks: a private redis-server on a free loopback port, and a
+writer killed mid-write (the crash tests)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -79,3 +84,33 @@ def running_redis(directory: Path, *, persistent: bool = False) -> Iterator[Redi
         yield server
     finally:
         server.stop()
+
+
+def kill_mid_write(argv: list[str], *, pause: float, deadline: float = 400.0) -> list[str]:
+    """Run ``python argv...`` in a session of its own, wait for its first line starting
+    with "committed" (a version to fall back to), wait pause seconds more (into a later
+    write), SIGKILL it with its children (a JVM) and return every line it printed."""
+    proc = subprocess.Popen(
+        [sys.executable, *argv], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    reader = threading.Thread(target=lines.extend, args=(proc.stdout,), daemon=True)
+    try:
+        reader.start()
+        end = time.monotonic() + deadline
+        while not any(ln.startswith("committed") for ln in lines) and proc.poll() is None:
+            if time.monotonic() > end:
+                msg = f"the writer printed nothing committed in {deadline:g} s"
+                raise AssertionError(msg)
+            time.sleep(0.05)
+        if proc.poll() is not None:
+            msg = "the writer died before the kill"
+            raise AssertionError(msg)
+        time.sleep(pause)
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # it may have finished just now
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        reader.join(5)
+    return lines

@@ -8,12 +8,8 @@ non-UTC zone.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
-import signal
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -38,6 +34,7 @@ from fsnb.backends.duckdb_pit import ROW, T
 from fsnb.backends.spark_offline import SparkOfflineStore
 from fsnb.errors import InvalidData
 from fsnb.selection import ViewSelection
+from fsnb.testing import kill_mid_write
 from fsnb.validation import CheckedBatch, check_batch
 
 pytestmark = pytest.mark.slow
@@ -427,27 +424,8 @@ def test_sigkill_during_spark_writes_leaves_the_old_or_the_new_version(tmp_path:
     rng = random.Random(os.getpid())
     done: list[int] = []
     for _ in range(2):
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _CHILD, str(warehouse), str(len(done))],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
-        )
-        assert proc.stdout is not None
-        lines: list[str] = []
-        reader = threading.Thread(target=lines.extend, args=(proc.stdout,), daemon=True)
-        try:
-            reader.start()
-            deadline = time.monotonic() + 400
-            # the first write of a child commits (a version to fall back to), then a random moment
-            while not any(ln.startswith("committed") for ln in lines) and proc.poll() is None:
-                assert time.monotonic() < deadline, "the child wrote nothing in 400 s"
-                time.sleep(0.05)
-            assert proc.poll() is None, "the child died before the kill"
-            time.sleep(rng.uniform(0.0, 6.0))
-        finally:
-            with contextlib.suppress(ProcessLookupError):  # it may have finished just now
-                os.killpg(proc.pid, signal.SIGKILL)  # the child and its JVM, mid-write
-            proc.wait()
-            reader.join(5)
+        # the first write of a child commits (a version to fall back to), then a random moment
+        lines = kill_mid_write(["-c", _CHILD, str(warehouse), str(len(done))], pause=rng.uniform(0.0, 6.0))
         acknowledged = [int(line.split()[1]) for line in lines if line.startswith("committed")]
         present = _committed_batches(warehouse)
         # every acknowledged write is there, then at most the one in flight; never a part of one

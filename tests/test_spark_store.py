@@ -7,13 +7,7 @@ One SparkSession serves the whole test run (tests/conftest.py); examples are few
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import textwrap
-import threading
-import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +21,7 @@ from polars.testing import assert_frame_equal
 import fsnb
 from fsnb.config import load_config
 from fsnb.errors import StoreError
+from fsnb.testing import kill_mid_write
 
 BASE = datetime(2024, 1, 1)
 
@@ -174,25 +169,7 @@ _CHILD = textwrap.dedent(
 
 def test_sigkill_during_a_spark_store_ingest_leaves_the_old_or_the_new_version(spark: Any, tmp_path: Path) -> None:
     store_dir, warehouse = tmp_path / "s", tmp_path / "wh"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, str(store_dir), str(warehouse)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
-    )
-    assert proc.stdout is not None
-    lines: list[str] = []
-    reader = threading.Thread(target=lines.extend, args=(proc.stdout,), daemon=True)
-    try:
-        reader.start()
-        deadline = time.monotonic() + 500
-        while not any(ln.startswith("committed") for ln in lines) and proc.poll() is None:
-            assert time.monotonic() < deadline, "the child wrote nothing in 500 s"
-            time.sleep(0.05)
-        assert proc.poll() is None, "the child died before the kill"
-        time.sleep(1.5)  # into the next write
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the child and its JVM
-        proc.wait()
-        reader.join(5)
+    lines = kill_mid_write(["-c", _CHILD, str(store_dir), str(warehouse)], pause=1.5, deadline=500)  # into the next write
     acknowledged = {int(ln.split()[1]) for ln in lines if ln.startswith("committed")}
     store = fsnb.FeatureStore(store_dir, offline="spark", warehouse=warehouse, spark=spark)
     values = store.read("v")["x"].to_list()
