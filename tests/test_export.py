@@ -226,7 +226,14 @@ def _store_records(path: Path) -> list[dict[str, Any]]:
 @pytest.mark.slow
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_project_notebook_exports_and_reproduces(notebook: Path, tmp_path: Path) -> None:
-    ran = execute_notebook(notebook, tmp_path / "notebook")
+    """Each notebook of notebooks/ runs in a real kernel without an error (this is the one
+    run of it in the suite), then its exported pipeline reproduces its training sets."""
+    before = notebook.read_bytes()
+    ran = execute_notebook(notebook, tmp_path / "notebook")  # raises CellExecutionError on any failing cell
+    cells = nbformat.read(str(ran), as_version=4).cells
+    assert [o for c in cells for o in c.get("outputs", []) if o.get("output_type") == "error"] == []
+    assert all(c.get("execution_count") for c in cells if c.cell_type == "code" and c.source.strip())
+    assert notebook.read_bytes() == before  # running a notebook never rewrites it
     script = tmp_path / "pipeline.py"
     result = fsnb_command("export", str(ran), "-o", str(script), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
