@@ -53,8 +53,8 @@ def source(parts: StoreParts, data: Any, namespace: Mapping[str, Any] | None) ->
     """data as a batch the store's engine takes: a Spark DataFrame stays one on a Spark
     store (its executors write it); on a DuckDB store it is collected through Arrow (the
     embedded engine reads everything on this machine anyway). Anything else: to_arrow."""
-    if is_spark_frame(data):
-        return data if parts.spark is not None else data.toArrow()
+    if is_spark_frame(data) and parts.spark is not None:
+        return data
     return to_arrow(data, namespace)
 
 

@@ -66,8 +66,6 @@ def labels_frame(entity_df: Any) -> pl.DataFrame:
     """The labels as a polars DataFrame, their columns unchanged."""
     if isinstance(entity_df, pl.DataFrame):
         return entity_df
-    if offline_engine.is_spark_frame(entity_df):  # the driver-side analyses (leakage) take its rows
-        entity_df = entity_df.toArrow()
     if isinstance(entity_df, pl.LazyFrame):
         try:
             return entity_df.collect()

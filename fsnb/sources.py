@@ -113,13 +113,23 @@ def _tabular_or_none(value: Any) -> Any:
 
 
 def to_arrow(data: Any, namespace: Mapping[str, Any] | None = None) -> pa.Table:
-    """Normalize data: polars/pandas DataFrame, Arrow table, file path, or DuckDB SQL.
+    """Normalize data: polars/pandas DataFrame, Arrow table, file path, or DuckDB SQL, or a
+    Spark DataFrame (collected to this process through Arrow: a Spark store's register and
+    ingest keep one in Spark instead, fsnb.offline_engine).
 
     A column name given twice is refused (which copy is meant cannot be known).
     """
     table = _to_arrow(data, namespace)
     _refuse_duplicate_columns(table.column_names)
     return table
+
+
+def _is_spark_frame(value: Any) -> bool:
+    """A pyspark DataFrame (without importing pyspark when the caller has not)."""
+    import sys
+
+    frame = getattr(sys.modules.get("pyspark.sql"), "DataFrame", None)
+    return frame is not None and isinstance(value, frame)
 
 
 def _refuse_duplicate_columns(names: Any) -> None:
@@ -139,6 +149,8 @@ def _to_arrow(data: Any, namespace: Mapping[str, Any] | None) -> pa.Table:
         return data
     if isinstance(data, pa.RecordBatch):
         return pa.Table.from_batches([data])
+    if _is_spark_frame(data):
+        return data.toArrow()
     if isinstance(data, os.PathLike):
         return _read_file(os.fspath(data))
     if isinstance(data, str):

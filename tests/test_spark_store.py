@@ -254,11 +254,14 @@ def test_push_and_sync_on_a_spark_store(spark: Any, tmp_path: Path) -> None:
     now = datetime.now() - timedelta(minutes=1)
     assert store.push("clicks", pl.DataFrame({"user_id": [1, 2], "event_timestamp": [now, now], "n": [5, 6]})) == 1  # its log offset
     assert store.get_online_features(["clicks:n"], [{"user_id": 1}])["n"] == [5]  # online at once
+    later = spark.createDataFrame(pl.DataFrame({"user_id": [2], "event_timestamp": [now + timedelta(seconds=1)], "n": [7]}).to_arrow())
+    assert store.push("clicks", later) == 2  # a Spark DataFrame too (a push is small: collected)
+    assert store.get_online_features(["clicks:n"], [{"user_id": 2}])["n"] == [7]
     store.sync()
-    assert sorted(store.read("clicks")["n"].to_list()) == [5, 6]  # in the Delta table
-    assert store.stats("clicks")["rows"] == 2
+    assert sorted(store.read("clicks")["n"].to_list()) == [5, 6, 7]  # in the Delta table
+    assert store.stats("clicks")["rows"] == 3
     store.sync()  # nothing new: nothing written twice
-    assert store.parts.engine.row_count("clicks") == 2
+    assert store.parts.engine.row_count("clicks") == 3
     assert store.parts.engine.entry_runs(None, "clicks", store.parts.log.log_id, 0)  # the runs the replay check reads
     assert store.check_skew("clicks").mismatches == 0
     fresh = store.freshness()
