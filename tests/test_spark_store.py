@@ -144,6 +144,8 @@ def test_spark_frames_in_and_out_and_the_seed_example(spark: Any, tmp_path: Path
     report = store.explain_leakage(polars_labels, ["logins:login_count"])
     assert report.summary["leaky_rows"].to_list() == [1]  # the naive join would hand user 42 the 9
     assert report.rows["login_count"].to_list() == [2]
+    history = report.history(0, "login_count")  # the explorer's chart: this entity's rows, filtered in Spark
+    assert history["value"].to_list() == [2, 9] and history["event_time"].dt.year().to_list() == [2024, 2024]
     store.delete_feature_view("logins")
     assert not (tmp_path / "wh" / "logins").exists()
     store.close()
