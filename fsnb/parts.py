@@ -162,7 +162,21 @@ def open_parts(
     return StoreParts(path, config, registry, duck, _open_online(path, config, registry), spark=engine)
 
 
-def _check_engine(registry: Registry, engine: str) -> None:
+def check_openable(path: Path, *, online: str | None = None, log: str | None = None,
+                   offline: str | None = None, warehouse: str | None = None) -> None:
+    """What open_parts would refuse before creating anything (the configuration, the
+    engine of an existing store), asked without writing a file: %fsnb open runs it before
+    it lets go of the session's store."""
+    config = load_config(path, online=online, log=log, offline=offline, warehouse=warehouse)
+    if (path / REGISTRY_FILE).is_file():
+        registry = Registry(path / REGISTRY_FILE, readonly=True)
+        try:
+            _check_engine(registry, config.offline, record=False)
+        finally:
+            registry.close()
+
+
+def _check_engine(registry: Registry, engine: str, *, record: bool = True) -> None:
     """Refuse to open a store's views on the other engine (their history would look empty);
     a store without views takes the engine it is opened with."""
     recorded = registry.get(ENGINE_KEY) or "duckdb"
@@ -178,7 +192,8 @@ def _check_engine(registry: Registry, engine: str) -> None:
             f"(or drop offline= and let its fsnb.toml decide)"
         )
         raise StoreError(msg)
-    registry.set(ENGINE_KEY, engine)
+    if record:
+        registry.set(ENGINE_KEY, engine)
 
 
 def _store_id(registry: Registry) -> tuple[str, bool]:

@@ -84,3 +84,28 @@ def test_reopening_the_same_path_with_a_bad_url_keeps_it_usable(ip: InteractiveS
         ip.run_line_magic("fsnb", f"open {tmp_path / 'first'} --online redis://127.0.0.1:{free_port()}/0")
     assert not (tmp_path / "first" / "fsnb.toml").exists()
     assert [v.name for v in ip.run_line_magic("fsnb", "list")] == ["counts"]
+
+
+def test_open_on_the_spark_engine_is_remembered_and_a_refused_one_keeps_the_store(
+    ip: InteractiveShell, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No Spark job runs here: the engine starts its session on first use."""
+    before = magics_of(ip).store
+    first = tmp_path / "first"
+    snapshot = files_below(first)
+    for flags, needle in (("--offline spark", "needs a warehouse"), (f"--offline spark --warehouse {tmp_path / 'wh'}", "DuckDB engine")):
+        with pytest.raises(UsageError, match=needle) as info:  # first/ holds DuckDB history
+            ip.run_line_magic("fsnb", f"open {first} {flags}")
+        assert "\n" not in str(info.value)
+        assert files_below(first) == snapshot and not (first / "fsnb.toml").exists()
+    assert_still_on_first(ip, tmp_path, before)
+    target = tmp_path / "sparky"
+    store = ip.run_line_magic("fsnb", f"open {target} --offline spark --warehouse {tmp_path / 'wh'}")
+    assert "history in Delta tables at" in capsys.readouterr().out
+    assert store.parts.spark is not None and "offline='spark'" in repr(store)
+    toml = (target / "fsnb.toml").read_text()
+    assert '[offline]\nengine = "spark"' in toml and str(tmp_path / "wh") in toml
+    store.close()
+    again = fsnb.FeatureStore(target)  # fsnb.toml decides: the CLI, the sidebar and a pipeline agree
+    assert again.parts.spark is not None and again.config.warehouse == str(tmp_path / "wh")
+    again.close()

@@ -194,13 +194,14 @@ class FsnbMagics(Magics):
         --online/--log URLs are checked (parsed, then each Redis server pinged) before
         anything is created, and written to fsnb.toml only once the store has opened
         with them. Any failure is one line, and the session keeps its previous store."""
-        from fsnb.config import check_url, load_config, write_config
+        from fsnb.config import check_url, write_config
+        from fsnb.parts import check_openable
         from fsnb.store import FeatureStore
 
         previous = self.path
         try:
-            if (online or log or offline or warehouse) and path.is_dir():
-                load_config(path)  # a broken fsnb.toml is reported before anything is opened
+            if path.is_dir():  # a broken fsnb.toml, a bad engine or URL: reported before anything is closed or opened
+                check_openable(path, online=online, log=log, offline=offline, warehouse=warehouse)
             if online or log:
                 from fsnb.backends.redis_common import check_reachable
 
