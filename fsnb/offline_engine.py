@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from fsnb.errors import InvalidDefinition, SchemaMismatch
-from fsnb.sources import to_arrow
+from fsnb.sources import is_spark_frame, to_arrow
 from fsnb.sqlnames import offline_table
 from fsnb.validation import CheckedBatch, arrow_duck_types, check_batch
 
@@ -36,17 +36,6 @@ if TYPE_CHECKING:
     from fsnb.definitions import FeatureView
     from fsnb.parts import StoreParts
     from fsnb.selection import ViewSelection
-
-
-def is_spark_frame(value: Any) -> bool:
-    """True for a pyspark DataFrame (False, without importing pyspark, when it is not loaded)."""
-    import sys
-
-    if "pyspark" not in sys.modules:
-        return False
-    from fsnb.backends.spark_util import is_spark_frame as check
-
-    return check(value)
 
 
 def source(parts: StoreParts, data: Any, namespace: Mapping[str, Any] | None) -> Any:

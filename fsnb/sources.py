@@ -124,8 +124,9 @@ def to_arrow(data: Any, namespace: Mapping[str, Any] | None = None) -> pa.Table:
     return table
 
 
-def _is_spark_frame(value: Any) -> bool:
-    """A pyspark DataFrame (without importing pyspark when the caller has not)."""
+def is_spark_frame(value: Any) -> bool:
+    """A pyspark DataFrame (False, without importing pyspark, when nothing has loaded it:
+    then no value can be one)."""
     import sys
 
     frame = getattr(sys.modules.get("pyspark.sql"), "DataFrame", None)
@@ -149,7 +150,7 @@ def _to_arrow(data: Any, namespace: Mapping[str, Any] | None) -> pa.Table:
         return data
     if isinstance(data, pa.RecordBatch):
         return pa.Table.from_batches([data])
-    if _is_spark_frame(data):
+    if is_spark_frame(data):
         return data.toArrow()
     if isinstance(data, os.PathLike):
         return _read_file(os.fspath(data))

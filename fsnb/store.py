@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from fsnb import arguments, offline_engine, retrieval, serving, training, writes
+from fsnb import arguments, retrieval, serving, training, writes
 from fsnb.backends.duckdb_offline import OfflineStore
 from fsnb.config import DEFAULT_STORE, StoreConfig, store_path
 from fsnb.definitions import FeatureView
@@ -19,6 +19,7 @@ from fsnb.errors import FsnbError, InvalidDefinition
 from fsnb.parts import open_parts
 from fsnb.registry import Registry
 from fsnb.selection import FeatureSelection, resolve
+from fsnb.sources import is_spark_frame
 from fsnb.training import TrainingSet
 from fsnb.writes import Registration
 
@@ -212,7 +213,7 @@ class FeatureStore:
         Every label row comes back once, in input order, with its columns unchanged. With
         Spark labels the result is a Spark DataFrame (on a Spark store nothing is collected).
         """
-        if offline_engine.is_spark_frame(entity_df):
+        if is_spark_frame(entity_df):
             arguments.flag("full_feature_names", full_feature_names)
             arguments.flag("as_of_ingestion", as_of_ingestion)
             arguments.column_name("timestamp_field", timestamp_field)

@@ -59,8 +59,8 @@ from fsnb.backends.spark_util import (
     _to_utc,
     arrow_times,
     col,
-    is_spark_frame,
 )
+from fsnb.sources import is_spark_frame
 
 
 class SparkOfflineStore(SparkJoins, SparkStaging):

@@ -29,10 +29,10 @@ from fsnb.backends.spark_util import (
     _to_utc,
     arrow_times,
     col,
-    is_spark_frame,
 )
 from fsnb.definitions import FeatureView
 from fsnb.selection import ViewSelection
+from fsnb.sources import is_spark_frame
 from fsnb.sqlnames import ENTRY, INGESTED_AT, SEQ
 from fsnb.timeutil import duration_us
 

@@ -85,14 +85,6 @@ def col(name: str) -> Column:
     return F.col("`" + name.replace("`", "``") + "`")
 
 
-def is_spark_frame(value: Any) -> bool:
-    try:
-        from pyspark.sql import DataFrame
-    except ImportError:
-        return False
-    return isinstance(value, DataFrame)
-
-
 # -- Arrow-side normalization ------------------------------------------------------------
 def arrow_times(column: pa.ChunkedArray | pa.Array, what: str) -> pa.ChunkedArray:
     """A date/time column as timestamp[us, UTC]: naive means UTC, sub-microsecond parts are refused."""
