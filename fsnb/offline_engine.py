@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from fsnb.errors import InvalidDefinition, SchemaMismatch
 from fsnb.sources import is_spark_frame, to_arrow
 from fsnb.sqlnames import offline_table
 from fsnb.validation import CheckedBatch, arrow_duck_types, check_batch
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
     from fsnb.backends.spark_offline import SparkOfflineStore
     from fsnb.definitions import FeatureView
     from fsnb.parts import StoreParts
-    from fsnb.selection import ViewSelection
+    from fsnb.selection import FeatureSelection
 
 
 def source(parts: StoreParts, data: Any, namespace: Mapping[str, Any] | None) -> Any:
@@ -124,32 +123,20 @@ def _time(ns: int | None, what: str) -> datetime | None:
     return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=ns // 1000)
 
 
-def training_frame(parts: StoreParts, labels: Any, selections: list[ViewSelection], timestamp_field: str,
+def training_frame(parts: StoreParts, labels: Any, selection: FeatureSelection, timestamp_field: str,
                    *, as_of_ingestion: bool) -> Any:
-    """Spark labels in, a Spark DataFrame out (every label row once, in order, its columns
-    unchanged, then the features); nothing is collected but a zero-row schema sample."""
-    columns = list(labels.columns)
-    shown = ", ".join(columns[:12])
-    if timestamp_field not in columns:
-        msg = f"labels have no timestamp column '{timestamp_field}' (they have: {shown})"
-        raise SchemaMismatch(msg)
-    keys = list(dict.fromkeys(k for s in selections for k in s.view.entity_columns))
-    for k in keys:
-        if k not in columns:
-            msg = f"labels lack the entity column '{k}' (they have: {shown}); add it to join these features"
-            raise SchemaMismatch(msg)
-    clash = [n for s in selections for n in s.output_names if n in columns]
-    if clash:
-        msg = f"feature '{clash[0]}' has the name of a label column; rename the column or pass full_feature_names=True"
-        raise InvalidDefinition(msg)
-    sample = labels.select(*keys).limit(0).toArrow() if keys else pa.table({})
-    label_types = arrow_duck_types(parts.caches.scratch(), sample) if keys else {}
+    """Spark labels (their columns checked by the caller) in, a Spark DataFrame out: every
+    label row once, in order, its columns unchanged, then the features. Nothing is
+    collected but a zero-row sample that types the keys the views leave untyped."""
+    selections = selection.selections
+    keys = selection.entity_columns
     key_types: dict[str, str] = {}
     for sel in selections:
         for k, t in (sel.view.entity_types or {}).items():
             key_types.setdefault(k, t)
-    for k in keys:
-        key_types.setdefault(k, label_types[k])
+    untyped = [k for k in keys if k not in key_types]
+    if untyped:
+        key_types.update(arrow_duck_types(parts.caches.scratch(), labels.select(*untyped).limit(0).toArrow()))
     return _engine(parts).training_frame(labels, selections, key_types, timestamp_field, as_of_ingestion=as_of_ingestion)
 
 

@@ -57,7 +57,8 @@ def spark_historical_features(
     nothing is collected; on a DuckDB store the labels come to this machine (as all of the
     embedded engine's data does), and the answer goes back to the labels' session."""
     if parts.spark is not None:
-        return offline_engine.training_frame(parts, labels, selection.selections, timestamp_field, as_of_ingestion=as_of_ingestion)
+        check_label_columns(list(labels.columns), selection, timestamp_field)
+        return offline_engine.training_frame(parts, labels, selection, timestamp_field, as_of_ingestion=as_of_ingestion)
     frame = historical_features(parts.offline, labels_frame(labels), selection, timestamp_field, as_of_ingestion=as_of_ingestion)
     return labels.sparkSession.createDataFrame(frame.to_arrow())
 
@@ -90,8 +91,14 @@ def to_polars(table: pa.Table) -> pl.DataFrame:
     return frame.with_columns(fixes) if fixes else frame
 
 
-def check_label_columns(labels: pl.DataFrame, keys: list[str], timestamp_field: str) -> None:
-    cols = labels.columns
+def check_label_columns(columns: list[str], selection: FeatureSelection, timestamp_field: str) -> None:
+    """The labels' columns hold the time and every key, and no feature's output name."""
+    clash = [n for n in selection.output_names if n in columns]
+    if clash:
+        msg = f"feature '{clash[0]}' has the name of a label column"
+        raise InvalidDefinition(msg, hint=Hint("full_feature_names", "True", before="rename the column or "))
+    keys = selection.entity_columns
+    cols = columns
     shown = ", ".join(cols[:12])
     if timestamp_field not in cols:
         msg = f"labels have no timestamp column '{timestamp_field}' (they have: {shown})"
@@ -113,12 +120,8 @@ def point_in_time(
 ) -> pl.DataFrame:
     """The features (and optionally the chosen rows' event times) per label row:
     column __fsnb_row, then one column per output name (+ __fsnb_ts_{i})."""
-    clash = [n for n in selection.output_names if n in labels.columns]
-    if clash:
-        msg = f"feature '{clash[0]}' has the name of a label column"
-        raise InvalidDefinition(msg, hint=Hint("full_feature_names", "True", before="rename the column or "))
+    check_label_columns(labels.columns, selection, timestamp_field)
     keys = selection.entity_columns
-    check_label_columns(labels, keys, timestamp_field)
     narrow = labels.select([*keys, timestamp_field]) if timestamp_field not in keys else labels.select(keys)
     arrow = narrow.to_arrow()
     if timestamp_field in keys:
