@@ -214,10 +214,7 @@ class FeatureStore:
         Spark labels the result is a Spark DataFrame (on a Spark store nothing is collected).
         """
         if is_spark_frame(entity_df):
-            arguments.flag("full_feature_names", full_feature_names)
-            arguments.flag("as_of_ingestion", as_of_ingestion)
-            arguments.column_name("timestamp_field", timestamp_field)
-            selection = self.resolve(features, full_feature_names=full_feature_names)
+            selection = self._checked_selection(features, timestamp_field, full_feature_names, as_of_ingestion)
             return retrieval.spark_historical_features(  # type: ignore[no-any-return]
                 self.parts, entity_df, selection, timestamp_field, as_of_ingestion=as_of_ingestion
             )
@@ -247,10 +244,16 @@ class FeatureStore:
     def _retrieval_args(
         self, entity_df: Any, features: Any, timestamp_field: Any, full_feature_names: Any, as_of_ingestion: Any
     ) -> tuple[FeatureSelection, pl.DataFrame]:
+        selection = self._checked_selection(features, timestamp_field, full_feature_names, as_of_ingestion)
+        return selection, retrieval.labels_frame(entity_df)
+
+    def _checked_selection(
+        self, features: Any, timestamp_field: Any, full_feature_names: Any, as_of_ingestion: Any
+    ) -> FeatureSelection:
         arguments.flag("full_feature_names", full_feature_names)
         arguments.flag("as_of_ingestion", as_of_ingestion)
         arguments.column_name("timestamp_field", timestamp_field)
-        return self.resolve(features, full_feature_names=full_feature_names), retrieval.labels_frame(entity_df)
+        return self.resolve(features, full_feature_names=full_feature_names)
 
     def explain_leakage(
         self,
