@@ -109,21 +109,21 @@ def _merged(
     return pa.Table.from_arrays(columns, names=names)
 
 
-def naive_relation(con: Any, view: FeatureView, features: Sequence[str], i: int, *, offline: Any = None) -> str:
+def naive_relation(con: Any, view: FeatureView, features: Sequence[str], i: int, *, offline: Any) -> str:
     """What a naive join reads for an aggregation view: per key, each aggregation as of
     the key's latest event (time named as the view's timestamp). Registered on con (it
     lives as long as the connection); returns the relation's name.
 
-    offline: the store's engine (None: con's own fv__ table, the DuckDB engine's). On
-    an engine without DuckDB tables (Spark) the engine computes the latest events and
-    the aggregates; con only holds the result."""
+    offline: the store's engine, holding con (the DuckDB engine reads con's own fv__
+    table). On an engine without DuckDB tables (Spark) the engine computes the latest
+    events; con only holds the result."""
     import numpy as np
 
-    from fsnb.aggregation_sql import ROW, T, aggregate
+    from fsnb.aggregation_sql import ROW, T
     from fsnb.sqlnames import offline_table, q, qlist
 
     keys = list(view.entity_columns)
-    if offline is None or offline.duckdb_tables:
+    if offline.duckdb_tables:
         latest = con.sql(
             f"SELECT {qlist(keys)}, max({q(view.timestamp_field)}) AS {T} FROM {offline_table(view.name)} GROUP BY {qlist(keys)}"
         ).to_arrow_table()
@@ -133,7 +133,7 @@ def naive_relation(con: Any, view: FeatureView, features: Sequence[str], i: int,
     latest = latest.append_column(ROW, pa.array(np.arange(latest.num_rows, dtype=np.int64)))
     aggs = _by_name(view, [f for f in features if f in set(served_features(view))])
     key_types = dict(view.entity_types or {})
-    got = aggregate(con, latest, view, aggs, key_types) if offline is None else offline.aggregate(latest, view, aggs, key_types)
+    got = offline.aggregate(latest, view, aggs, key_types)
     out = latest.select(keys).append_column(view.timestamp_field, latest.column(T))
     for agg in aggs:
         out = out.append_column(agg.name, got.column(agg.name))
