@@ -277,7 +277,8 @@ def analyze(
         if label is not None:
             inputs = inputs.with_columns(labels.get_column(label).alias(LABEL))
         for sel in joined.selections:
-            offline.stage_latest(con, sel.view)  # Spark: the naive side's latest rows, one per key
+            if not sel.view.aggregations:  # naive_relation reads those itself
+                offline.stage_latest(con, sel.view)  # Spark: the naive side's latest rows, one per key
         stored = {sel.view.name for sel in joined.selections if offline.table_exists(con, sel.view.name)}
         con.register(INPUT, inputs.to_arrow())
         relations = {  # hook: fsnb.aggregation_views (each aggregate as of the key's latest event)

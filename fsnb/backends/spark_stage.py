@@ -39,8 +39,12 @@ class SparkStaging:
     def entity_rows(self, view: FeatureView, key: dict[str, Any]) -> pa.Table | None:
         raise NotImplementedError
 
-    # What is staged answers the DuckDB engine's questions about its tables.
-    table_exists = staticmethod(OfflineStore.table_exists)
+    def table_exists(self, con: duckdb.DuckDBPyConnection, name: str) -> bool:
+        """Whether the view has a Delta table (as the DuckDB engine's: whether it has an
+        offline table); what stage_* put in con exists exactly then."""
+        return bool(self.stored_columns(name))
+
+    # The staged table's columns, as the DuckDB engine reads its own.
     table_columns = staticmethod(OfflineStore.table_columns)
 
     def stage_latest(self, con: duckdb.DuckDBPyConnection, view: FeatureView, *,
