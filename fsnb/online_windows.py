@@ -29,7 +29,8 @@ import hashlib
 import json
 import math
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -222,24 +223,27 @@ class WindowStore:
                 continue
             values[encoder.ts] = ts_ns
             out.append(encoder.encode(values, ts_ns // 1000))
-        if not transaction:
+        with self._transaction(own=transaction):
             before = self.con.total_changes
             self.con.executemany(self._insert_sql(view, cols), out)
             kept = self.con.total_changes - before
             self._prune(view, aggs, now_us)
-            return kept
+        return kept
+
+    @contextmanager
+    def _transaction(self, *, own: bool = True) -> Iterator[None]:
+        """One write transaction (own=False: the caller's, already open)."""
+        if not own:
+            yield
+            return
         self.con.execute("BEGIN IMMEDIATE")
         try:
-            before = self.con.total_changes
-            self.con.executemany(self._insert_sql(view, cols), out)
-            kept = self.con.total_changes - before
-            self._prune(view, aggs, now_us)
-            self.con.execute("COMMIT")
+            yield
         except BaseException:
             if self.con.in_transaction:
                 self.con.execute("ROLLBACK")
             raise
-        return kept
+        self.con.execute("COMMIT")
 
     def materialize(self, con: duckdb.DuckDBPyConnection | None, view: FeatureView, aggs: Sequence[Aggregation],
                     *, now_us: int, source: str | None = None) -> int:
@@ -262,8 +266,7 @@ class WindowStore:
                 "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?", [f"fv__{view.name}"]
             ).fetchall()
             stored = {str(c): str(t) for c, t in rows}
-        self.con.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             self.con.execute(f"DELETE FROM {window_table(view.name)}")
             kept = 0
             if con is not None and stored:
@@ -290,11 +293,6 @@ class WindowStore:
                     before = self.con.total_changes
                     self.con.executemany(insert, out)
                     kept += self.con.total_changes - before
-            self.con.execute("COMMIT")
-        except BaseException:
-            if self.con.in_transaction:
-                self.con.execute("ROLLBACK")
-            raise
         return kept
 
     # -- reads ----------------------------------------------------------------------
