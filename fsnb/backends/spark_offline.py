@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -79,8 +78,9 @@ class SparkOfflineStore(SparkJoins, SparkStaging):
         self._spark = spark
         self.max_attempts = max_attempts
         # In a store, its offline.duckdb: the write lock (one writer per store, as on the
-        # DuckDB engine), the label typing and the place results one row per entity are staged.
-        self.duck = duck if duck is not None else OfflineStore(Path(tempfile.mkdtemp(prefix="fsnb-spark-")) / "scratch.duckdb")
+        # DuckDB engine), the label typing and the place results one row per entity are
+        # staged. On its own (tests, benchmarks): an in-memory DuckDB, nothing on disk.
+        self.duck = duck if duck is not None else OfflineStore(Path(":memory:"))
 
     @property
     def spark(self) -> SparkSession:
