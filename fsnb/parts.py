@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from fsnb.backends.duckdb_offline import OfflineStore
 from fsnb.commit import RegistryJournal
-from fsnb.config import StoreConfig, load_config
+from fsnb.config import ENGINES, StoreConfig, load_config
 from fsnb.errors import FsnbError, StoreBusy, StoreError
 from fsnb.registry import Registry
 
@@ -180,7 +180,7 @@ def _check_engine(registry: Registry, engine: str, *, record: bool = True) -> No
     """Refuse to open a store's views on the other engine (their history would look empty);
     a store without views takes the engine it is opened with."""
     recorded = registry.get(ENGINE_KEY) or "duckdb"
-    if recorded not in ("duckdb", "spark"):
+    if recorded not in ENGINES:
         msg = f"{registry.path}: the offline engine {recorded!r:.40} is not one fsnb wrote; restore the file from a backup"
         raise StoreError(msg)
     if recorded == engine:

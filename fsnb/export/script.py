@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also fail (exit 1) when a training set has no fingerprint from the notebook to check",
     )
-    parser.add_argument("--offline", default=OFFLINE_ENGINE, choices=["duckdb", "spark"],
+    parser.add_argument("--offline", default=OFFLINE_ENGINE, choices=fsnb.config.ENGINES,
                         help="the offline engine (default: the notebook's, else the store's fsnb.toml)")
     parser.add_argument("--warehouse", default=None,
                         help="with --offline spark: where the Delta tables live (default: the store's fsnb.toml, else STORE/warehouse)")
